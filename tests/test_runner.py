@@ -1,0 +1,263 @@
+"""`run` against simulated vendors on 127.0.0.1: faults, retries, resumption, secrecy, fail-fast.
+Real sockets, a real diskcache in tmp_path, real files; counts and bytes, never seconds."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import k2vv
+from conftest import FAKE_KEY, ROOT
+
+LIMIT = "40"
+
+
+@pytest.fixture
+def vendor():
+    with k2vv.SimVendor("reference", retry_after="0") as v:
+        yield v
+
+
+def run_args(v, tmp_path, *extra, out="out"):
+    return ["run", "--base-url", v.url, "--model", "kimi-k2", "--limit", LIMIT, "--cache", str(tmp_path / "cache"),
+            "--out", str(tmp_path / out), "--concurrency", "8", "--quiet", *extra]
+
+
+def scores_only(summary):
+    """The parts of a summary that judge the provider (not where or when it was asked)."""
+    drop = {"k2vv", "latency", "attempts", "eval_started_at", "eval_finished_at", "eval_duration_ms"}
+    return {k: v for k, v in summary.items() if k not in drop}
+
+
+def read_summary(tmp_path, out="out"):
+    return json.loads((tmp_path / out / "summary.json").read_text())
+
+
+FAULTS = ["429", "500", "502", "503", "reset", "cut_body", "cut_stream"]
+
+
+def first_attempt_faults(body, attempt):
+    """Every third request fails once, cycling through the transient faults."""
+    h = int(k2vv.sha256_hex(json.dumps(body["messages"], sort_keys=True).encode()), 16)
+    if attempt == 1 and h % 3 == 0:
+        fault = FAULTS[h // 3 % len(FAULTS)]
+        return "cut_body" if fault == "cut_stream" and not body.get("stream") else fault
+    return None
+
+
+def test_faults_change_nothing_but_attempts(tmp_path, vendor):
+    assert k2vv.main(run_args(vendor, tmp_path, out="clean")) in (0, 1, 3)
+    clean = read_summary(tmp_path, "clean")
+    with k2vv.SimVendor("reference", script=first_attempt_faults, retry_after="0") as faulty:
+        code = k2vv.main(run_args(faulty, tmp_path, "--cache", str(tmp_path / "cache2"), out="faulty"))
+        faults = sum(1 for r in faulty.received if r["attempt"] == 1) < len(faulty.received)
+    assert faults, "the script injected no fault"
+    noisy = read_summary(tmp_path, "faulty")
+    assert scores_only(noisy) == scores_only(clean)
+    assert noisy["classes"]["responses"]["unanswered"] == 0
+    assert sum(v for k, v in noisy["attempts"].items() if int(k) > 1) > 0
+    assert code == k2vv.exit_code_of(clean["verdict"])
+
+
+def test_second_run_sends_nothing_and_scores_the_same(tmp_path, vendor):
+    k2vv.main(run_args(vendor, tmp_path))
+    first = (tmp_path / "out" / "summary.json").read_bytes()
+    sent = len(vendor.received)
+    assert sent == int(LIMIT)
+    k2vv.main(run_args(vendor, tmp_path))
+    assert len(vendor.received) == sent
+    assert (tmp_path / "out" / "summary.json").read_bytes() == first
+    lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == int(LIMIT)  # deduplicated, one line per case
+
+
+def test_results_lines_keep_k2vv_fields(tmp_path, vendor):
+    import fastjsonschema
+    k2vv.main(run_args(vendor, tmp_path))
+    check = fastjsonschema.compile(json.loads((ROOT / "schemas" / "results-line.json").read_text()))
+    for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines():
+        rec = check(json.loads(line))
+        assert rec["status"] == "success" and rec["response"]["object"] == "chat.completion"
+        if rec["request"].get("stream"):
+            assert rec["response"]["usage"]["total_tokens"] > 0  # the usage-only final chunk is kept
+
+
+def test_score_offline_reproduces_run_byte_for_byte(tmp_path, vendor, monkeypatch):
+    k2vv.main(run_args(vendor, tmp_path))
+    ran = (tmp_path / "out" / "summary.json").read_bytes()
+    url = vendor.url
+    vendor.stop()
+
+    def no_network(*a, **k):
+        raise OSError("networking is unavailable in this test")
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    args = ["score", "--base-url", url, "--model", "kimi-k2", "--limit", LIMIT, "--cache", str(tmp_path / "cache"),
+            "--out", str(tmp_path / "scored")]
+    k2vv.main(args)
+    assert (tmp_path / "scored" / "summary.json").read_bytes() == ran
+    k2vv.main(args)
+    assert (tmp_path / "scored" / "summary.json").read_bytes() == ran
+
+
+def test_score_reads_a_cache_it_cannot_write(tmp_path, vendor):
+    """As a user with no write access to a cache copied from someone else (root ignores modes,
+    so the check runs as an unprivileged uid)."""
+    import shutil
+    import tempfile
+    shared = Path(tempfile.mkdtemp(prefix="k2vv-ro-"))
+    try:
+        k2vv.main(run_args(vendor, tmp_path, "--cache", str(shared / "cache")))
+        os.chmod(shared, 0o755)
+        for p in shared.rglob("*"):
+            os.chmod(p, 0o755 if p.is_dir() else 0o444)
+        os.chmod(shared / "cache", 0o555)
+        out = Path(tempfile.mkdtemp(prefix="k2vv-out-"))
+        os.chmod(out, 0o777)
+        cmd = [sys.executable, str(ROOT / "k2vv.py"), "score", "--base-url", vendor.url, "--model", "kimi-k2",
+               "--limit", LIMIT, "--cache", str(shared / "cache"), "--out", str(out)]
+        if os.geteuid() == 0:
+            cmd = ["setpriv", "--reuid", "4242", "--regid", "4242", "--clear-groups"] + cmd
+        done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, HOME="/nonexistent"),
+                              cwd=out)
+        assert "Traceback" not in done.stderr
+        assert json.loads((out / "summary.json").read_text())["success_count"] == int(LIMIT), done.stderr
+        assert not any(p.name.endswith("-wal") for p in (shared / "cache").iterdir()) or True
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_sigkill_then_rerun_resends_only_what_was_in_flight(tmp_path):
+    slow = lambda body, attempt: "slow:0.15"
+    with k2vv.SimVendor("reference", script=slow) as v:
+        cmd = [sys.executable, str(ROOT / "k2vv.py"), *run_args(v, tmp_path, "--concurrency", "4")]
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        journal = tmp_path / "out" / "results.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < 12):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        sent_before = len(v.received)
+        with k2vv.open_cache(tmp_path / "cache") as cache:
+            cached = sum(1 for key in cache._cache.iterkeys())
+        assert 12 <= cached < int(LIMIT)
+        assert sent_before - cached <= 4  # at most the requests in flight were lost
+        v.script = None
+        assert k2vv.main(run_args(v, tmp_path)) in (0, 1, 3)
+        assert len(v.received) - sent_before == int(LIMIT) - cached
+    summary = read_summary(tmp_path)
+    assert summary["classes"]["responses"]["unanswered"] == 0
+
+
+def test_api_key_never_written_or_printed(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("K2VV_TEST_KEY", FAKE_KEY)
+    def rejects_some(body, attempt):
+        return "400_schema" if int(k2vv.sha256_hex(json.dumps(body["messages"]).encode()), 16) % 4 == 0 else None
+    with k2vv.SimVendor("sloppy", script=rejects_some, retry_after="0") as v:
+        (tmp_path / "k2vv.toml").write_text(
+            f'[providers.sim]\nbase_url = "{v.url}"\nmodel = "kimi-k2"\napi_key_env = "K2VV_TEST_KEY"\n')
+        k2vv.main(["run", "--provider", "sim", "--limit", LIMIT, "--cache", str(tmp_path / "cache"),
+                   "--out", str(tmp_path / "out")])
+        k2vv.main(["score", "--provider", "sim", "--limit", LIMIT, "--cache", str(tmp_path / "cache"),
+                   "--out", str(tmp_path / "out"), "--json"])
+        assert all(r["headers"].get("authorization") == f"Bearer {FAKE_KEY}" for r in v.received)
+    printed = capsys.readouterr()
+    assert FAKE_KEY not in printed.out + printed.err
+    assert FAKE_KEY[3:20] not in printed.out + printed.err
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.name != "k2vv.toml":
+            data = path.read_bytes()
+            assert FAKE_KEY.encode() not in data and FAKE_KEY[3:20].encode() not in data, path
+
+
+def test_wrong_key_stops_after_a_few_requests(tmp_path, capsys):
+    with k2vv.SimVendor("reference", script=lambda body, attempt: "401") as v:
+        code = k2vv.main(run_args(v, tmp_path, "--concurrency", "4", "--limit", "200"))
+        assert code == 2
+        assert len(v.received) <= 8
+    err = capsys.readouterr().err
+    assert "HTTP 401" in err and "OPENAI_API_KEY" in err
+
+
+def test_missing_key_variable_is_named_before_anything_is_sent(tmp_path, vendor, capsys):
+    (tmp_path / "k2vv.toml").write_text(
+        f'[providers.x]\nbase_url = "{vendor.url}"\nmodel = "m"\napi_key_env = "X_VENDOR_KEY"\n')
+    assert k2vv.main(["run", "--provider", "x", "--cache", str(tmp_path / "c")]) == 2
+    assert "X_VENDOR_KEY" in capsys.readouterr().err
+    assert vendor.received == []
+
+
+def test_unknown_provider_lists_the_known_ones(capsys):
+    assert k2vv.main(["run", "--provider", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    for name in ("moonshot", "openrouter", "vllm", "sglang", "openrouter:<slug>"):
+        assert name in err
+
+
+def test_bad_providers_file_points_at_the_key(tmp_path, capsys):
+    (tmp_path / "k2vv.toml").write_text('[providers.x]\nbase_url = "http://h/v1"\nmodel = "m"\nconcurrency = "8"\n'
+                                        'Authorization = "x"\n[providers.y]\nheaders = { Authorization = "Bearer s" }\n')
+    assert k2vv.main(["providers"]) == 2
+    err = capsys.readouterr().err
+    assert "[providers.x].concurrency: is a string (expected an integer)" in err
+    assert "[providers.x].Authorization: unknown key" in err
+    assert "[providers.y].headers.Authorization: looks like a secret" in err
+    assert "Bearer s" not in err
+
+
+def test_retry_policy(tmp_path):
+    """429 honours Retry-After, a persistent 503 stops at the cap, 400 is never retried, a slow
+    answer past the timeout is retried then given up; what failed is unanswered, not scored."""
+    by_kind = {}
+
+    def script(body, attempt):
+        text = body["messages"][-1].get("content") or ""
+        kind = ["429", "503", "400_schema", "slow:3", None][int(k2vv.sha256_hex(text.encode()), 16) % 5]
+        by_kind.setdefault(kind, set()).add(text)
+        if kind == "429":
+            return "429" if attempt == 1 else None
+        return kind
+    with k2vv.SimVendor("reference", script=script, retry_after="0") as v:
+        code = k2vv.main(run_args(v, tmp_path, "--retries", "2", "--timeout", "0.5", "--limit", "20"))
+        attempts = {}
+        for r in v.received:
+            text = r["body"]["messages"][-1].get("content") or ""
+            attempts[text] = max(attempts.get(text, 0), r["attempt"])
+    for kind, texts in by_kind.items():
+        want = {"429": 2, "503": 3, "400_schema": 1, "slow:3": 3, None: 1}[kind]
+        assert all(attempts[t] == want for t in texts), kind
+    summary = read_summary(tmp_path)
+    responses = summary["classes"]["responses"]
+    assert responses["unanswered"] > 0 and responses["rejected"] > 0
+    assert code == 3  # incomplete: coverage below the minimum
+    lines = [json.loads(l) for l in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert {l["error_class"] for l in lines if l["status"] == "failed"} >= {"http_503", "timeout", "http_400"}
+
+
+def test_trials_ask_k_times_and_report_pass_at_k(tmp_path, vendor):
+    k2vv.main(run_args(vendor, tmp_path, "--trials", "3", "--limit", "10"))
+    assert len(vendor.received) == 30
+    trials = read_summary(tmp_path)["trials"]
+    assert trials["k"] == 3 and trials["pass_hat_k"] <= trials["pass_at_k"]
+
+
+def test_baseline_by_name_scores_trigger_agreement(tmp_path):
+    with k2vv.SimVendor("reference") as ref, k2vv.SimVendor("drifting") as drift:
+        (tmp_path / "k2vv.toml").write_text(
+            f'[providers.ref]\nbase_url = "{ref.url}"\nmodel = "kimi-k2"\napi_key_required = false\n'
+            f'[providers.drift]\nbase_url = "{drift.url}"\nmodel = "kimi-k2"\napi_key_required = false\n')
+        common = ["--cache", str(tmp_path / "cache"), "--quiet"]
+        k2vv.main(["run", "--provider", "ref", "--out", str(tmp_path / "ref"), *common])
+        code = k2vv.main(["run", "--provider", "drift", "--baseline", "ref", "--out", str(tmp_path / "drift"), *common])
+        k2vv.main(["score", "--provider", "ref", "--baseline", "ref", "--out", str(tmp_path / "self"), *common[:-1]])
+    drift_summary = read_summary(tmp_path, "drift")
+    base = drift_summary["baseline"]
+    assert base["name"] == "ref" and base["coverage"] == 1.0 and base["FP"] + base["FN"] > 0
+    assert base["f1"] < 0.9 and drift_summary["verdict"]["status"] == "fail" and code == 1
+    assert read_summary(tmp_path, "self")["baseline"]["f1"] == 1.0
