@@ -393,6 +393,14 @@ def parse_completion(body) -> Parsed:
                   source if usage is not None else "none", ())
 
 
+def _is_json(text) -> bool:
+    try:
+        json.loads(text)
+        return True
+    except (TypeError, ValueError, RecursionError):
+        return False
+
+
 def reassemble_stream(sse_lines: list[str]) -> Parsed:
     """Rebuild one `chat.completion` from the `data:` payloads of a stream (DESIGN §8).
 
@@ -402,6 +410,8 @@ def reassemble_stream(sse_lines: list[str]) -> Parsed:
     it). A stream with neither `[DONE]` nor a finish_reason is truncated."""
     findings: list[str] = []
     content, reasoning, slots = [], [], {}
+    concatenated: dict[int, list] = {}  # index -> every string fragment, for the cumulative check
+    cumulative: set = set()
     finish = None
     done = False
     first = None
@@ -445,6 +455,7 @@ def reassemble_stream(sse_lines: list[str]) -> Parsed:
                     findings.append("missing_index")
                     index = last_slot if last_slot is not None and not frag.get("id") else len(slots)
                 slot = slots.setdefault(index, {"index": index, "id": None, "name": None, "arguments": None})
+                plain = concatenated.setdefault(index, [])
                 last_slot = index
                 if frag.get("id"):
                     if slot["id"] is None:
@@ -461,15 +472,25 @@ def reassemble_stream(sse_lines: list[str]) -> Parsed:
                 args = fn.get("arguments") if isinstance(fn, dict) else None
                 if args is None:
                     continue
+                if isinstance(args, str):
+                    plain.append(args)
                 if not isinstance(args, str):
                     slot["arguments"] = args  # an object in a delta: nothing to concatenate
                 elif isinstance(slot["arguments"], str) and slot["arguments"] and args.startswith(slot["arguments"]):
-                    findings.append("cumulative_arguments")
+                    cumulative.add(index)
                     slot["arguments"] = args
                 elif isinstance(slot["arguments"], str):
                     slot["arguments"] += args
                 else:
                     slot["arguments"] = args
+    for index in sorted(cumulative):
+        # '{"a": ' then '{"a": 1}}' also "starts with everything so far": when only the plain
+        # concatenation is JSON, the stream was incremental after all.
+        joined = "".join(concatenated[index])
+        if _is_json(joined) and not _is_json(slots[index]["arguments"]):
+            slots[index]["arguments"] = joined
+        else:
+            findings.append("cumulative_arguments")
     complete = done or finish is not None
     if complete and not done:
         findings.append("missing_done")
@@ -533,6 +554,10 @@ def schema_draft(schema: dict) -> str:
     return DRAFT07
 
 
+_REF_NEIGHBOURS_IGNORED = frozenset({"$ref", "$schema", "$id", "$defs", "definitions", "$comment", "title",
+                                     "description", "default", "examples"})
+
+
 def desugar_2020(schema):
     """Draft 2019-09/2020-12 keywords rewritten in their exact draft-07 spellings: `prefixItems`
     (+`items`) -> `items: [...]` (+`additionalItems`); `dependentRequired`/`dependentSchemas` ->
@@ -549,6 +574,10 @@ def desugar_2020(schema):
             out[key] = desugar_2020(value)
         else:
             out[key] = value
+    if "$ref" in out and set(out) - _REF_NEIGHBOURS_IGNORED:
+        # Since 2019-09 the keywords beside a $ref apply too; draft-07 ignores them. allOf keeps both.
+        out = {k: v for k, v in out.items() if k != "$ref"}
+        out["allOf"] = [{"$ref": schema["$ref"]}] + list(out.get("allOf") or [])
     if "prefixItems" in out:
         prefix = out.pop("prefixItems")
         if "items" in out:
@@ -602,6 +631,33 @@ def _check_generated_code(code) -> None:
         stack.extend(c for c in code.co_consts if hasattr(c, "co_names"))
 
 
+_META_SCHEMAS = {  # draft -> bundled meta-schema (schemas/meta/README.md)
+    "http://json-schema.org/draft-04/schema#": "schemas/meta/draft-04.json",
+    "http://json-schema.org/draft-06/schema#": "schemas/meta/draft-06.json",
+    DRAFT07: "schemas/meta/draft-07.json",
+}
+_META_VALIDATORS: dict = {}
+
+
+def metaschema_problem(schema: dict) -> str | None:
+    """Why a schema is not valid for the draft it names (None when it is): e.g. a draft-04 boolean
+    `exclusiveMinimum` without `$schema`. Such a schema is the dataset's fault, so its calls are
+    unscored rather than judged by a guess at what it meant."""
+    uri = schema.get("$schema", DRAFT07)
+    validate = _META_VALIDATORS.get(uri)
+    if validate is None:
+        import fastjsonschema
+        meta = json.loads(resource(_META_SCHEMAS[uri]))  # our own bundled file: trusted code generation
+        validate = _META_VALIDATORS[uri] = fastjsonschema.compile(meta, use_formats=False, use_default=False)
+    try:
+        validate(schema)
+    except Exception as err:  # noqa: BLE001 - JsonSchemaValueException; anything else is a broken schema too
+        where = _pointer(getattr(err, "name", None)) or "/"
+        draft = uri.split("/")[-2] if uri.startswith("http") else uri
+        return f"not a valid {draft} schema at {where}: {getattr(err, 'message', err)}"[:300]
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ToolSchema:
     """A compiled `parameters` schema. `validate` is None when any object is accepted (empty or
@@ -632,6 +688,9 @@ def compile_tool_schema(parameters) -> ToolSchema:
     if draft in ("2019-09", "2020-12"):
         schema = desugar_2020(parameters)
     schema = dict(schema, **{"$schema": draft if draft.startswith("http") else DRAFT07})
+    problem = metaschema_problem(schema)
+    if problem:
+        return ToolSchema(None, problem, draft)
     try:
         import fastjsonschema
         resolver, generator = fastjsonschema._factory(schema, _RefuseAllSchemes(),

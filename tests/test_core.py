@@ -174,6 +174,15 @@ def test_stream_cumulative_arguments_and_name_resend():
     assert msg["tool_calls"][0]["function"]["arguments"] == '{"city": "Oslo"}'
 
 
+def test_a_fragment_that_only_looks_cumulative_is_concatenated():
+    tc = lambda args: {"tool_calls": [{"index": 0, "function": {"arguments": args}}]}
+    lines = [chunk({"tool_calls": [{"index": 0, "id": "a", "function": {"name": "f", "arguments": ""}}]}),
+             chunk(tc('{"a": ')), chunk(tc('{"a": 1}}')), chunk(finish="tool_calls"), "[DONE]"]
+    parsed = k2vv.reassemble_stream(lines)
+    assert parsed.calls[0]["arguments"] == '{"a": {"a": 1}}'
+    assert "cumulative_arguments" not in parsed.findings
+
+
 def test_stream_parallel_calls_split_across_chunks():
     lines = [chunk({"tool_calls": [{"index": 0, "id": "a", "function": {"name": "f", "arguments": '{"x"'}},
                                    {"index": 1, "id": "b", "function": {"name": "g", "arguments": "{"}}]}),
