@@ -1523,31 +1523,33 @@ def _load_toml(path: Path) -> dict:
         raise K2vvError(f"{path}: not valid TOML: {err}") from None
 
 
+_PROVIDER_CHECK = None
+
+
 def check_provider_entry(name: str, entry) -> list[str]:
-    """Problems of one `[providers.NAME]` table, each naming the bad key and what was expected."""
+    """Problems of one `[providers.NAME]` table against schemas/provider.json, each naming the bad
+    key and what was expected; plus the one rule a schema cannot say: no secrets in headers."""
+    global _PROVIDER_CHECK
+    if _PROVIDER_CHECK is None:
+        import fastjsonschema
+        _PROVIDER_CHECK = fastjsonschema.compile(json.loads(resource("schemas/provider.json")),
+                                                 use_formats=False, use_default=False, fast_fail=False)
+    table = f"[providers.{name}]"
     problems = []
-    if not isinstance(entry, dict):
-        return [f"[providers.{name}] is not a table"]
-    types = {"base_url": str, "model": str, "api_key_env": str, "api_key_required": bool, "headers": dict,
-             "extra_body": dict, "temperature": (int, float), "max_tokens": int, "concurrency": int,
-             "timeout": (int, float)}
-    for key, value in entry.items():
-        if key not in types:
-            problems.append(f"[providers.{name}].{key}: unknown key (expected one of {', '.join(PROVIDER_FIELDS)})")
-        elif not isinstance(value, types[key]) or isinstance(value, bool) and types[key] is not bool:
-            expected = {str: "a string", dict: "a table", bool: "true or false", int: "an integer"}.get(
-                types[key], "a number")
-            problems.append(f"[providers.{name}].{key}: is {_json_type(value)} (expected {expected})")
-    for key in ("concurrency", "max_tokens"):
-        if isinstance(entry.get(key), int) and not isinstance(entry.get(key), bool) and entry[key] < 1:
-            problems.append(f"[providers.{name}].{key}: is {entry[key]} (expected at least 1)")
-    if isinstance(entry.get("headers"), dict):
-        for hk, hv in entry["headers"].items():
-            if _SECRET_HEADER_RE.search(hk):
-                problems.append(f"[providers.{name}].headers.{hk}: looks like a secret "
+    try:
+        _PROVIDER_CHECK(entry)
+    except Exception as err:  # noqa: BLE001 - JsonSchemaValuesException (all) or ValueException (one)
+        for e in getattr(err, "errors", [err]):
+            where = (getattr(e, "name", "") or "data")[len("data"):]
+            message = (getattr(e, "message", "") or str(e))[len(getattr(e, "name", "") or ""):].strip()
+            if getattr(e, "rule", None) == "additionalProperties":
+                message = f"has unknown keys (expected only {', '.join(PROVIDER_FIELDS)}): " + message
+            problems.append(f"{table}{where}: {message}")
+    if isinstance(entry, dict) and isinstance(entry.get("headers"), dict):
+        for key in entry["headers"]:
+            if _SECRET_HEADER_RE.search(key):
+                problems.append(f"{table}.headers.{key}: looks like a secret "
                                 "(expected secrets only from the environment: use api_key_env)")
-            elif not isinstance(hv, str):
-                problems.append(f"[providers.{name}].headers.{hk}: is {_json_type(hv)} (expected a string)")
     return problems
 
 
@@ -1564,7 +1566,7 @@ def known_providers(explicit_file: str | None) -> dict:
             raise K2vvError(f"{path}: `providers` must be a table of [providers.NAME] entries")
         problems = [p for name, entry in table.items() for p in check_provider_entry(name, entry)]
         if problems:
-            raise K2vvError(f"{path}: {len(problems)} problems (nothing was sent)\n"
+            raise K2vvError(f"{path}: {len(problems)} problems in the providers\n"
                             + "\n".join(f"{path}: {p}" for p in problems))
         found.update((name, (entry, str(path))) for name, entry in table.items())
     return found
@@ -1904,7 +1906,7 @@ class Runner:
         from concurrent.futures import ThreadPoolExecutor
         self.state = RunState(total=len(items) + already_cached, cached=already_cached,
                               done=already_cached, started=time.monotonic())
-        slots = threading.BoundedSemaphore(self.concurrency * 2)
+        slots = threading.BoundedSemaphore(self.concurrency * 2)  # bounded queue: memory stays flat
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="k2vv")
         try:
             for item in items:
@@ -1914,11 +1916,12 @@ class Runner:
                 if self.stop.is_set():
                     break
                 pool.submit(self.work, item).add_done_callback(lambda f: self._finished(f, slots))
-        except KeyboardInterrupt:
+            pool.shutdown(wait=True, cancel_futures=self.stop.is_set())
+        except KeyboardInterrupt:  # stop submitting; requests in flight finish (a 2nd Ctrl-C abandons them)
             self.stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=self.stop.is_set())  # queued work still runs
             self.progress(self.state, True)
         return self.state
 
@@ -3984,6 +3987,20 @@ def _progress_printer(stream=None):
     return show
 
 
+def resume_command(argv: list) -> str:
+    """The command line to run again, quoted, without an --api-key value (never print a secret)."""
+    import shlex
+    kept, skip = [], False
+    for arg in argv or []:
+        if skip:
+            skip = False
+        elif arg == "--api-key":
+            skip = True
+        elif not arg.startswith("--api-key="):
+            kept.append(arg)
+    return shlex.join(["k2vv"] + kept)
+
+
 def cmd_run(args) -> int:
     job = build_job(args)
     api_key = provider_key(job.provider, args.api_key)
@@ -4032,8 +4049,8 @@ def cmd_run(args) -> int:
     write_json_atomic(job.summary_path, summary)
     _emit(args, summary)
     if interrupted or runner.stop.is_set():
-        resume = " ".join(["k2vv"] + [a for a in (args.argv or [])])
-        print(f"k2vv: interrupted; answers so far are cached. Resume with: {resume}", file=sys.stderr)
+        print(f"k2vv: interrupted; answers so far are cached. Resume with: {resume_command(args.argv)}",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     if summary["classes"]["responses"]["unanswered"]:
         print(f"k2vv: {summary['classes']['responses']['unanswered']} requests have no answer yet; "

@@ -6,8 +6,9 @@
 # For each of 3.10-3.13 (pyenv's /root/.pyenv/versions/3.1x*, else pythonX.Y on PATH; missing ones
 # are skipped with a note): --help and --version with a writable HOME (shiv extracts), with
 # SHIV_ROOT, as a non-root user whose HOME is read-only, with HOME unset, as a uid without a
-# passwd entry, and as ./k2vv.pyz through its shebang; `lint` on the bundled test set once the
-# CLI has it. 3.6-3.9 must refuse with one line and exit 2, extracting nothing.
+# passwd entry, and as ./k2vv.pyz through its shebang; `lint` on the bundled test set, and a `run`
+# against the pyz's own simulated vendor then `score` of that cache as another user.
+# 3.6-3.9 must refuse with one line and exit 2, extracting nothing.
 # Run as root (as CI does) for the other-user cases: a read-only directory does not stop root.
 # Exits 1 if any check failed.
 set -uo pipefail
@@ -106,11 +107,24 @@ for v in 3.10 3.11 3.12 3.13; do
         else
             echo "  skipped: lint not implemented yet"
         fi
-        if echo "$help" | grep -qw score; then
-            check "score --help, user $USER_NAME, read-only HOME" 0 \
-                as_other "$USER_NAME" "$py" env -i PATH=$BASE_PATH HOME="$work/rohome" "$py" k2vv.pyz score --help
-        else
-            echo "  skipped: score not implemented yet"
+        # run against a simulated vendor served by the pyz itself, then `score` the cache as another
+        # user who can write neither HOME nor the cache: the summary must be byte-identical.
+        sim_log="$work/sim-$v.log"
+        env -i PATH=$BASE_PATH HOME="$home" "$py" k2vv.pyz serve-sim --personality sloppy --port 0 >"$sim_log" 2>&1 &
+        sim_pid=$!
+        for _ in $(seq 100); do grep -q '^http' "$sim_log" && break; sleep 0.1; done
+        url=$(grep -m1 '^http' "$sim_log" || true)
+        run_dir="$work/run-$v"; mkdir -p "$run_dir"; chmod 755 "$run_dir"
+        job=(--base-url "$url" --model smoke --limit 25 --cache "$run_dir/cache")
+        check "run against serve-sim ($url)" 1 env -i PATH=$BASE_PATH HOME="$home" "$py" k2vv.pyz run \
+            "${job[@]}" --out "$run_dir/run" --quiet
+        kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null
+        score_dir=$(mktemp -d -p "$work"); chmod 777 "$score_dir"
+        chmod -R a+rX,go-w "$run_dir"
+        if check "score offline, user $USER_NAME, read-only HOME and cache" 1 as_other "$USER_NAME" "$py" \
+                env -i PATH=$BASE_PATH HOME="$work/rohome" "$py" k2vv.pyz score "${job[@]}" --out "$score_dir"; then
+            if cmp -s "$run_dir/run/summary.json" "$score_dir/summary.json"; then pass "score summary == run summary"
+            else fail "score wrote a different summary.json than run"; fi
         fi
     else
         echo "  skipped: other-user cases (need root to switch user)"

@@ -205,8 +205,8 @@ def test_bad_providers_file_points_at_the_key(tmp_path, capsys):
                                         'Authorization = "x"\n[providers.y]\nheaders = { Authorization = "Bearer s" }\n')
     assert k2vv.main(["providers"]) == 2
     err = capsys.readouterr().err
-    assert "[providers.x].concurrency: is a string (expected an integer)" in err
-    assert "[providers.x].Authorization: unknown key" in err
+    assert "[providers.x].concurrency: must be integer" in err
+    assert "[providers.x]: has unknown keys" in err and "'Authorization'" in err
     assert "[providers.y].headers.Authorization: looks like a secret" in err
     assert "Bearer s" not in err
 
@@ -261,3 +261,26 @@ def test_baseline_by_name_scores_trigger_agreement(tmp_path):
     assert base["name"] == "ref" and base["coverage"] == 1.0 and base["FP"] + base["FN"] > 0
     assert base["f1"] < 0.9 and drift_summary["verdict"]["status"] == "fail" and code == 1
     assert read_summary(tmp_path, "self")["baseline"]["f1"] == 1.0
+
+
+def test_ctrl_c_flushes_prints_the_resume_command_and_exits_130(tmp_path):
+    with k2vv.SimVendor("reference", script=lambda body, attempt: "slow:0.1") as v:
+        args = run_args(v, tmp_path, "--concurrency", "2", "--api-key", FAKE_KEY)
+        proc = subprocess.Popen([sys.executable, str(ROOT / "k2vv.py"), *args], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        journal = tmp_path / "out" / "results.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < 4):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "Resume with: k2vv run --base-url" in err and FAKE_KEY not in err + out
+        assert "Traceback" not in err
+        sent = len(v.received)
+        assert sent < int(LIMIT)
+        summary = read_summary(tmp_path)
+        assert 0 < summary["success_count"] < int(LIMIT)
+        v.script = None
+        assert k2vv.main(run_args(v, tmp_path)) in (0, 1, 3)
+        assert len(v.received) - sent == int(LIMIT) - summary["success_count"]
