@@ -253,22 +253,26 @@ def _json_type(value) -> str:
             list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
 
 
-def parse_test_set(lines: Iterable[bytes | str], path: str = "<test set>") -> list[Case]:
-    """Cases from K2VV JSONL lines. data_index is the 1-based *physical* line number (blank lines
-    count, as in K2VV). Every bad line is collected and raised at once as InputErrors."""
-    cases, errors, seen_ids = [], [], {}
+def json_lines(lines: Iterable[bytes | str], path: str, errors: list):
+    """(physical line number, value) for each non-blank JSONL line; a line that is not JSON becomes
+    an InputError in `errors` instead, so a caller can report every bad line at once."""
     for number, raw in enumerate(lines, 1):
         text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
         if not text.strip():
             continue
         try:
-            line = json.loads(text)
+            yield number, json.loads(text)
         except json.JSONDecodeError as err:
             errors.append(InputError(path, number, f"not JSON: {err.msg} at column {err.colno}"))
-            continue
         except RecursionError:
             errors.append(InputError(path, number, "nested too deeply to read", "at most ~900 levels"))
-            continue
+
+
+def parse_test_set(lines: Iterable[bytes | str], path: str = "<test set>") -> list[Case]:
+    """Cases from K2VV JSONL lines. data_index is the 1-based *physical* line number (blank lines
+    count, as in K2VV). Every bad line is collected and raised at once as InputErrors."""
+    cases, errors, seen_ids = [], [], {}
+    for number, line in json_lines(lines, path, errors):
         if not isinstance(line, dict):
             errors.append(InputError(path, number, f"the line is {_json_type(line)}",
                                      "a JSON object: a chat-completions request body"))
@@ -1010,14 +1014,7 @@ def load_k2vv_results(lines: Iterable[str], cases: list[Case], path: str = "resu
     by_index = {c.data_index: c for c in cases}
     latest: dict[int, dict] = {}
     errors = []
-    for number, text in enumerate(lines, 1):
-        if not text.strip():
-            continue
-        try:
-            rec = json.loads(text)
-        except json.JSONDecodeError as err:
-            errors.append(InputError(path, number, f"not JSON: {err.msg}"))
-            continue
+    for number, rec in json_lines(lines, path, errors):
         if not isinstance(rec, dict) or not isinstance(rec.get("data_index"), int):
             errors.append(InputError(path, number, "no integer data_index", "a K2VV results line"))
             continue
@@ -3855,10 +3852,10 @@ def _public_url(url: str) -> str:
     return url.split("?", 1)[0]
 
 
-def build_job(args, provider: Provider | None = None) -> Job:
+def build_job(args, provider: Provider | None = None, test_set: TestSet | None = None) -> Job:
     """Resolve flags, provider entry and test set into a Job; checks everything before any effect."""
     provider = provider or resolve_provider_args(args)
-    test_set = load_test_set(args.dataset)
+    test_set = test_set or load_test_set(args.dataset)
     cases = test_set.cases[: args.limit] if args.limit else test_set.cases
     temperature = args.temperature if args.temperature is not None else provider.temperature
     max_tokens = args.max_tokens if args.max_tokens is not None else provider.max_tokens
@@ -3908,7 +3905,7 @@ def resolve_baseline(args, job: Job, cache: ResponseCache) -> tuple[dict | None,
                             f"({stats['unmatched']} unknown data_index, {stats['mismatched']} different requests)")
         return answers, {"name": os.path.basename(spec), "source": "k2vv results file", **stats}
     base_provider = resolve_provider(spec, args.providers)
-    base_job = build_job(args, base_provider)
+    base_job = build_job(args, base_provider, job.test_set)
     firsts = [it for it in base_job.items if it.sample == 0]
     answers, cached = {}, 0
     for item in firsts:
@@ -3975,15 +3972,17 @@ def _progress_printer(stream=None):
     stream = stream or sys.stderr
     tty = stream.isatty()
     last = [0.0]
+    lock = threading.Lock()  # workers report from their own threads
 
     def show(state: RunState, final: bool) -> None:
         now = time.monotonic()
         if not final and now - last[0] < (0.2 if tty else 10.0):
             return
-        last[0] = now
-        line = render_progress(state, now)
-        stream.write(("\r" + line + "\x1b[K" + ("\n" if final else "")) if tty else line + "\n")
-        stream.flush()
+        with lock:
+            last[0] = now
+            line = render_progress(state, now)
+            stream.write(("\r" + line + "\x1b[K" + ("\n" if final else "")) if tty else line + "\n")
+            stream.flush()
     return show
 
 

@@ -216,12 +216,13 @@ def test_every_bad_line_is_reported_before_anything(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": []}\nnot json\n[1]\n{"messages": "x"}\n'
                    '{"messages": [], "tools": [{"type": "function", "function": {"name": "a", "parameters": "s"}}]}\n'
-                   '{"messages": [], "id": "d"}\n{"messages": [], "id": "d"}\n')
+                   '{"messages": [], "id": "d"}\n{"messages": [], "id": "d"}\n' + "[" * 5000 + "]" * 5000 + "\n")
     assert k2vv.main(["run", str(bad), "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]) == 2
     err = capsys.readouterr().err
     for needle in [f"{bad}:2: not JSON", f"{bad}:3: the line is an array", f"{bad}:4: messages is a string",
                    f"{bad}:5: tools[0].function.parameters is a string (expected a JSON Schema object)",
-                   f"{bad}:7: id 'd' was already used on line 6", "nothing was sent"]:
+                   f"{bad}:7: id 'd' was already used on line 6", f"{bad}:8: nested too deeply to read",
+                   "nothing was sent"]:
         assert needle in err
     assert "Traceback" not in err
 
