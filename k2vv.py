@@ -3849,7 +3849,8 @@ def resolve_provider_args(args) -> Provider:
 
 
 def _public_url(url: str) -> str:
-    return url.split("?", 1)[0]
+    """A URL fit to print or store: no query string, no user:password@ (either may hold a key)."""
+    return re.sub(r"^(\w+://)[^/@]*@", r"\1", url.split("?", 1)[0])
 
 
 def build_job(args, provider: Provider | None = None, test_set: TestSet | None = None) -> Job:
@@ -4001,6 +4002,9 @@ def resume_command(argv: list) -> str:
 
 
 def cmd_run(args) -> int:
+    if args.use_raw_completions or args.tokenizer_model:
+        raise K2vvError("--use_raw_completions/--tokenizer-model are K2VV's raw /v1/completions mode, which k2vv "
+                        "does not support: it verifies the chat-completions API (drop the flag)")
     job = build_job(args)
     api_key = provider_key(job.provider, args.api_key)
     if not api_key and job.provider.api_key_env:
@@ -4323,6 +4327,8 @@ def _add_job_args(p: argparse.ArgumentParser, network: bool) -> None:
         p.add_argument("--incremental", action="store_true", help="accepted for K2VV; k2vv is always incremental")
         p.add_argument("--refresh", action="store_true", help="ignore cached answers and ask again")
         p.add_argument("--quiet", action="store_true", help="no progress lines")
+        p.add_argument("--use_raw_completions", "--use-raw-completions", action="store_true", help=argparse.SUPPRESS)
+        p.add_argument("--tokenizer-model", help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -370,3 +370,13 @@ def test_k2vv_results_pair_by_data_index_and_request():
     shifted = [json.dumps(dict(json.loads(l), data_index=json.loads(l)["data_index"] + 1)) for l in lines]
     _, stats = k2vv.load_k2vv_results(shifted, cases)
     assert stats["matched"] < 5 and stats["mismatched"] > 30  # a shifted file is caught, not mis-paired
+
+
+def test_urls_are_stored_and_printed_without_credentials():
+    assert k2vv._public_url("https://u:sk-secret@h.example/v1?key=abc") == "https://h.example/v1"
+    assert k2vv._public_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
+
+
+def test_k2vv_raw_completions_mode_is_refused_clearly(capsys):
+    assert k2vv.main(["run", "--use_raw_completions", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]) == 2
+    assert "chat-completions" in capsys.readouterr().err
