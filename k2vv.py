@@ -1929,7 +1929,7 @@ class Runner:
 # every run and machine. The argument generator checks its own output with a small private
 # validator on purpose: it must not lean on the validator its answers are used to test.
 
-# ---- constants: rates are rough shapes of what real vendors do, not measurements ---------------
+# ---- 3e.1 constants: rates are rough shapes of what real vendors do, not measurements ----------
 
 PERSONALITIES = ("reference", "sloppy", "flaky", "drifting")
 BREAKAGES = ("missing_required", "wrong_type", "extra_property", "out_of_range", "bad_enum",
@@ -1987,7 +1987,7 @@ _ANNOTATIONS = frozenset(("description", "title", "default", "examples", "$comme
 _MODERN_DRAFTS = ("2019-09", "2020-12")
 
 
-# ---- JSON Schema helpers shared by the generator and the breaker -------------------------------
+# ---- 3e.2 JSON Schema helpers shared by the generator and the breaker --------------------------
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -2235,7 +2235,7 @@ def _conforms(schema, value, root) -> bool:
     return True
 
 
-# ---- A. arguments from a JSON Schema -----------------------------------------------------------
+# ---- 3e.3 arguments from a JSON Schema ---------------------------------------------------------
 
 _MIN_KEYWORDS = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties")
 _MAX_KEYWORDS = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties")
@@ -2558,7 +2558,7 @@ _GENERATORS = {
 }
 
 
-# ---- A'. breaking a valid instance on purpose --------------------------------------------------
+# ---- 3e.4 breaking a valid instance on purpose -------------------------------------------------
 
 def break_arguments(schema: dict, valid_instance, how: str, rng: random.Random):
     """A copy of `valid_instance` made invalid in one named way (BREAKAGES), or None when that way
@@ -2726,7 +2726,7 @@ _BREAKERS = {
 }
 
 
-# ---- B. what a simulated vendor answers (pure: body in, answer out) ----------------------------
+# ---- 3e.5 what a simulated vendor answers (pure: body in, answer out) --------------------------
 
 def _sim_digest(body: dict, seed) -> bytes:
     """What every decision about a request derives from: only `messages` and `tools`, so `model`,
@@ -2904,7 +2904,7 @@ def _sim_error(status: int, body: dict) -> tuple:
     return status, "application/json", json.dumps({"error": error}).encode()
 
 
-# ---- B'. the loopback server -------------------------------------------------------------------
+# ---- 3e.6 the loopback server ------------------------------------------------------------------
 
 _SIM_SERVER_CLASS = None
 
@@ -3201,6 +3201,8 @@ def serve_sim(personality: str, port: int, host: str = "127.0.0.1", seed=0) -> N
 
 # ==== 4. presentation ================================================================================
 
+# ---- 4a. one run: progress and summary ------------------------------------------------------------
+
 def _fmt(x, digits=4):
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -3292,7 +3294,7 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
 _MD_ENTITIES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 
 
-# ---- 4b. the report document (`k2vv report`): summaries in, report.json and three renderings out -----------------------------------------------------------------
+# ---- 4b. the report document (`k2vv report`): summaries in, report.json and renderings out ------
 
 def _example_of(example) -> dict | None:
     """The four fields of a caller-chosen example, nothing else, so report.json stays strict."""
@@ -3381,7 +3383,7 @@ def build_report(entries: list[dict], baseline: str | None, generated: dict) -> 
     }
 
 
-# ---- 4b. formatting helpers shared by the renderers -------------------------------------------
+# ---- 4c. formatting helpers shared by the report renderers ------------------------------------
 
 def _plain(text, limit: int | None = None) -> str:
     """One line of untrusted text: unsafe characters become U+FFFD, whitespace runs one space,
@@ -3457,7 +3459,7 @@ def _how_to_read(report: dict) -> str:
             f"there is no baseline) is below {coverage}; more cases narrow the intervals.")
 
 
-# ---- 4c. terminal -------------------------------------------------------------------------------
+# ---- 4d. report: terminal ---------------------------------------------------------------------
 
 def render_report_table(report: dict) -> str:
     """The leaderboard for a terminal: aligned columns (wide characters counted twice), fractions as
@@ -3488,7 +3490,7 @@ def render_report_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-# ---- 4d. Markdown --------------------------------------------------------------------------------
+# ---- 4e. report: Markdown ---------------------------------------------------------------------
 
 def _md(text, limit: int | None = None) -> str:
     """Untrusted text as one inert Markdown run: `|` cannot end a table cell, `<` cannot open HTML
@@ -3548,7 +3550,7 @@ def render_report_md(report: dict) -> str:
     return "\n".join(out)
 
 
-# ---- 4e. HTML ----------------------------------------------------------------------------------
+# ---- 4f. report: HTML -------------------------------------------------------------------------
 
 def _h(text, limit: int | None = None) -> str:
     """Untrusted text for HTML text or a quoted attribute value."""
