@@ -380,24 +380,58 @@ def _usage_of(obj) -> dict | None:
     return usage if isinstance(usage, dict) else None
 
 
+def _str_or_none(value):
+    """A wire field that must be a string: anything else is treated as absent (and is a finding)."""
+    return value if isinstance(value, str) else None
+
+
+def _finish_of(value, findings: list):
+    if value is not None and not isinstance(value, str):
+        findings.append("malformed_field")
+        return None
+    return value
+
+
 def parse_completion(body) -> Parsed:
-    """A non-stream `chat.completion`. A body without choices is not an answer (complete=False)."""
+    """A non-stream `chat.completion`. A body without choices, or one that carries an `error`
+    (some gateways answer 200 with an error object), is not an answer (complete=False)."""
     choices = body.get("choices") if isinstance(body, dict) else None
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict) or "error" in body:
         return Parsed(None, None, (), None, "none", ("no_choices",), complete=False)
+    findings: list[str] = []
     choice = choices[0]
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     raw_calls = message.get("tool_calls") or []
+    if not isinstance(raw_calls, list):
+        findings.append("malformed_field")
+        raw_calls = []
     calls = []
-    for i, call in enumerate(raw_calls if isinstance(raw_calls, list) else []):
-        fn = call.get("function") if isinstance(call, dict) and isinstance(call.get("function"), dict) else {}
-        calls.append({"index": i, "id": call.get("id") if isinstance(call, dict) else None,
-                      "name": fn.get("name"), "arguments": fn.get("arguments")})
+    for i, call in enumerate(raw_calls):
+        call = call if isinstance(call, dict) else {}
+        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        calls.append({"index": i, "id": _str_or_none(call.get("id")), "name": _str_or_none(fn.get("name")),
+                      "arguments": fn.get("arguments")})
     usage, source = _usage_of(body), "top_level"
     if usage is None:
         usage, source = _usage_of(choice), "per_choice"
-    return Parsed(body, choice.get("finish_reason"), tuple(calls), usage,
-                  source if usage is not None else "none", ())
+    finish = _finish_of(choice.get("finish_reason"), findings)
+    return Parsed(body, finish, tuple(calls), usage, source if usage is not None else "none",
+                  tuple(dict.fromkeys(findings)), complete=finish != "error")
+
+
+def arguments_of(fragments: list) -> tuple[Any, bool]:
+    """(arguments, cumulative?) of one streamed call from its `arguments` fragments, in order.
+    Fragments are concatenated (the standard); a server that instead re-sends everything so far
+    (each fragment extends the one before) is cumulative: its last fragment is the whole. When the
+    fragments fit both readings, the one that is JSON wins ('{"a": ' + '{"a": 1}}' is incremental)."""
+    if any(not isinstance(f, str) for f in fragments):
+        return next(f for f in reversed(fragments) if not isinstance(f, str)), False  # an object: no text
+    joined = "".join(fragments)
+    parts = [f for f in fragments if f]
+    extends = len(parts) > 1 and all(b.startswith(a) for a, b in zip(parts, parts[1:]))
+    if extends and not (_is_json(joined) and not _is_json(parts[-1])):
+        return parts[-1], True
+    return joined, False
 
 
 def _is_json(text) -> bool:
@@ -411,94 +445,83 @@ def _is_json(text) -> bool:
 def reassemble_stream(sse_lines: list[str]) -> Parsed:
     """Rebuild one `chat.completion` from the `data:` payloads of a stream (DESIGN §8).
 
-    Tool calls are grouped by `index`; name and id: first non-empty wins (a repeated name is not
-    appended, a different one is a finding); arguments are concatenated, except that a fragment that
-    starts with everything accumulated so far means the server streams cumulatively (use it, record
-    it). A stream with neither `[DONE]` nor a finish_reason is truncated."""
+    Tool calls are grouped by `index` (a fragment without one joins the call with its id, else the
+    last call); name and id: first non-empty wins (a repeated name is not appended, a different one
+    is a finding); arguments: see arguments_of. A stream with neither `[DONE]` nor a finish_reason is
+    truncated; so is one that carries an `error` or no chunk at all (never a silent `stop`)."""
     findings: list[str] = []
-    content, reasoning, slots = [], [], {}
-    concatenated: dict[int, list] = {}  # index -> every string fragment, for the cumulative check
-    cumulative: set = set()
-    finish = None
-    done = False
-    first = None
-    top_usage = choice_usage = None
-    last_slot = None
+    content, reasoning, slots, fragments = [], [], {}, {}
+    finish = first = top_usage = choice_usage = last_slot = None
+    done = errored = False
+    chunks = 0
     for payload in sse_lines:
         if payload.strip() == "[DONE]":
             done = True
             continue
         try:
             chunk = json.loads(payload)
-        except (json.JSONDecodeError, TypeError):
-            findings.append("bad_chunk")
-            continue
+        except (ValueError, TypeError, RecursionError):
+            chunk = None
         if not isinstance(chunk, dict):
             findings.append("bad_chunk")
             continue
-        if first is None:
-            first = chunk
+        chunks += 1
+        errored = errored or "error" in chunk
+        first = first or chunk
         if _usage_of(chunk) is not None:
             top_usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
+        choices = chunk.get("choices") or []
+        if not isinstance(choices, list):
+            findings.append("malformed_field")
+            choices = []
+        for choice in choices:
             if not isinstance(choice, dict) or choice.get("index", 0) not in (0, None):
                 continue
             if _usage_of(choice) is not None:
                 choice_usage = choice["usage"]
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
-            delta = choice.get("delta") or {}
-            if not isinstance(delta, dict):
-                continue
+            finish = _finish_of(choice.get("finish_reason"), findings) or finish
+            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
             if isinstance(delta.get("content"), str):
                 content.append(delta["content"])
             if isinstance(delta.get("reasoning_content"), str):
                 reasoning.append(delta["reasoning_content"])
-            for frag in delta.get("tool_calls") or ():
+            calls = delta.get("tool_calls") or []
+            if not isinstance(calls, list):
+                findings.append("malformed_field")
+                calls = []
+            for frag in calls:
                 if not isinstance(frag, dict):
                     continue
+                frag_id = _str_or_none(frag.get("id"))
                 index = frag.get("index")
-                if not isinstance(index, int):
+                if not isinstance(index, int) or isinstance(index, bool):
                     findings.append("missing_index")
-                    index = last_slot if last_slot is not None and not frag.get("id") else len(slots)
+                    index = next((i for i, s in slots.items() if frag_id and s["id"] == frag_id), None)
+                    if index is None:
+                        index = max(slots, default=-1) + 1 if frag_id or last_slot is None else last_slot
                 slot = slots.setdefault(index, {"index": index, "id": None, "name": None, "arguments": None})
-                plain = concatenated.setdefault(index, [])
                 last_slot = index
-                if frag.get("id"):
+                if frag_id:
                     if slot["id"] is None:
-                        slot["id"] = frag["id"]
-                    elif frag["id"] != slot["id"]:
+                        slot["id"] = frag_id
+                    elif frag_id != slot["id"]:
                         findings.append("id_changed")
-                fn = frag.get("function") or {}
-                name = fn.get("name") if isinstance(fn, dict) else None
+                fn = frag.get("function") if isinstance(frag.get("function"), dict) else {}
+                name = _str_or_none(fn.get("name"))
                 if name:
                     if slot["name"] is None:
                         slot["name"] = name
                     else:
                         findings.append("name_resent" if name == slot["name"] else "name_changed")
-                args = fn.get("arguments") if isinstance(fn, dict) else None
-                if args is None:
-                    continue
-                if isinstance(args, str):
-                    plain.append(args)
-                if not isinstance(args, str):
-                    slot["arguments"] = args  # an object in a delta: nothing to concatenate
-                elif isinstance(slot["arguments"], str) and slot["arguments"] and args.startswith(slot["arguments"]):
-                    cumulative.add(index)
-                    slot["arguments"] = args
-                elif isinstance(slot["arguments"], str):
-                    slot["arguments"] += args
-                else:
-                    slot["arguments"] = args
-    for index in sorted(cumulative):
-        # '{"a": ' then '{"a": 1}}' also "starts with everything so far": when only the plain
-        # concatenation is JSON, the stream was incremental after all.
-        joined = "".join(concatenated[index])
-        if _is_json(joined) and not _is_json(slots[index]["arguments"]):
-            slots[index]["arguments"] = joined
-        else:
+                if fn.get("arguments") is not None:
+                    fragments.setdefault(index, []).append(fn["arguments"])
+    for index, parts in fragments.items():
+        slots[index]["arguments"], cumulative = arguments_of(parts)
+        if cumulative:
             findings.append("cumulative_arguments")
-    complete = done or finish is not None
+    if errored:
+        findings.append("stream_error")
+    complete = (done or finish is not None) and chunks > 0 and not errored and finish != "error"
     if complete and not done:
         findings.append("missing_done")
     calls = tuple(slots[i] for i in sorted(slots))

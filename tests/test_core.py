@@ -380,3 +380,50 @@ def test_urls_are_stored_and_printed_without_credentials():
 def test_k2vv_raw_completions_mode_is_refused_clearly(capsys):
     assert k2vv.main(["run", "--use_raw_completions", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]) == 2
     assert "chat-completions" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lines", [
+    ["[DONE]"],
+    [json.dumps({"error": {"message": "upstream overloaded"}, "choices": [{"index": 0, "delta": {},
+                                                                          "finish_reason": "error"}]}), "[DONE]"],
+    [chunk({"content": "hi"}), json.dumps({"error": {"message": "boom"}}), "[DONE]"],
+], ids=["only_done", "openrouter_error_finish", "error_chunk"])
+def test_a_stream_that_errored_or_said_nothing_is_not_an_answer(lines):
+    assert not k2vv.reassemble_stream(lines).complete
+    assert k2vv.score_exchange(body_with(), {"v": 1, "status": 200, "sse_lines": lines}).response_class == "truncated"
+
+
+def test_a_200_body_carrying_an_error_is_not_an_answer():
+    body = {"error": {"message": "x"}, "choices": [{"index": 0, "message": {}, "finish_reason": "stop"}]}
+    assert not k2vv.parse_completion(body).complete
+
+
+@pytest.mark.parametrize("exchange", [
+    {"v": 1, "status": 200, "body": {"choices": [{"message": {"tool_calls": [{"function": {"name": ["x"]}}]},
+                                                  "finish_reason": ["tool_calls"]}]}},
+    {"v": 1, "status": 200, "body": {"choices": [{"message": {"tool_calls": 3}, "finish_reason": "tool_calls"}]}},
+    {"v": 1, "status": 200, "sse_lines": [json.dumps({"choices": 5}), json.dumps(
+        {"choices": [{"delta": {"tool_calls": 3}, "finish_reason": {"x": 1}}]}), chunk(finish="stop"), "[DONE]"]},
+], ids=["list_name_and_finish", "tool_calls_not_a_list", "stream_odd_types"])
+def test_malformed_provider_fields_are_findings_not_crashes(exchange):
+    out = k2vv.score_exchange(body_with(), exchange)
+    assert out.response_class in k2vv.RESPONSE_CLASSES
+    assert "malformed_field" in out.findings or out.response_class in ("invalid", "empty_tool_calls")
+
+
+def test_fragments_without_index_follow_their_id():
+    frag = lambda **f: chunk({"tool_calls": [f]})
+    lines = [frag(id="call_1", function={"name": "f", "arguments": '{"a"'}),
+             frag(id="call_1", function={"arguments": ": 1}"}),
+             frag(id="call_2", function={"name": "g", "arguments": "{}"}), chunk(finish="tool_calls"), "[DONE]"]
+    parsed = k2vv.reassemble_stream(lines)
+    assert [(c["name"], c["arguments"]) for c in parsed.calls] == [("f", '{"a": 1}'), ("g", "{}")]
+    assert "missing_index" in parsed.findings
+
+
+def test_an_index_less_fragment_never_overwrites_an_indexed_call():
+    lines = [chunk({"tool_calls": [{"index": 1, "id": "b", "function": {"name": "f", "arguments": '{"q":"b"}'}}]}),
+             chunk({"tool_calls": [{"id": "c", "function": {"name": "f", "arguments": '{"q":"c"}'}}]}),
+             chunk(finish="tool_calls"), "[DONE]"]
+    parsed = k2vv.reassemble_stream(lines)
+    assert [c["arguments"] for c in parsed.calls] == ['{"q":"b"}', '{"q":"c"}']
