@@ -185,6 +185,7 @@ class Outcome:
     usage_source: str = "none"
     names: tuple = ()  # tool names called, in order
     error_class: str | None = None
+    detail: str | None = None  # the provider's (redacted) reason for a rejection or failure
     timing: dict | None = None
     attempts: int = 0
     at: str | None = None
@@ -333,18 +334,23 @@ def normalize_tool_ids(messages: list) -> list:
             for call in msg["tool_calls"]:
                 call = dict(call) if isinstance(call, dict) else call
                 if isinstance(call, dict):
-                    name = (call.get("function") or {}).get("name", "")
-                    new_id = f"functions.{name}:{counter}"
+                    fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+                    new_id = f"functions.{fn.get('name', '')}:{counter}"
                     counter += 1
-                    if call.get("id") is not None:
+                    if isinstance(call.get("id"), str):
                         renamed[call["id"]] = new_id
                     call["id"] = new_id
                 calls.append(call)
             msg["tool_calls"] = calls
-        elif msg.get("role") == "tool" and msg.get("tool_call_id") in renamed:
+        elif msg.get("role") == "tool" and isinstance(msg.get("tool_call_id"), str) and msg["tool_call_id"] in renamed:
             msg["tool_call_id"] = renamed[msg["tool_call_id"]]
         out.append(msg)
     return out
+
+
+def inputs_as_system(messages: list) -> list:
+    """K2VV's dialect: role `_input` is sent as `system` (copies; the test set is never mutated)."""
+    return [dict(m, role="system") if isinstance(m, dict) and m.get("role") == "_input" else m for m in messages]
 
 
 def prepare_request(body: dict, model: str, temperature: float | None = None,
@@ -353,7 +359,7 @@ def prepare_request(body: dict, model: str, temperature: float | None = None,
     """The body that is sent *and* hashed (DESIGN §5). Overrides are already resolved by the
     caller (CLI over provider entry over the line); `None` keeps the line's own value."""
     out = {k: v for k, v in body.items() if k not in K2VV_ONLY_KEYS}
-    messages = [dict(m, role="system") if m.get("role") == "_input" else m for m in out.get("messages", [])]
+    messages = inputs_as_system(out.get("messages", []))
     out["messages"] = normalize_tool_ids(messages) if tool_ids else messages
     out["model"] = model
     if temperature is not None:
@@ -700,12 +706,17 @@ class ToolSchema:
 ACCEPT_ANY = ToolSchema(None)
 
 
+def _accepts_anything(parameters) -> bool:
+    """Empty or absent `parameters` (or `true`) accept any object (DESIGN §8; K2VV fails them all)."""
+    return parameters is None or parameters is True or parameters == {}
+
+
 def compile_tool_schema(parameters) -> ToolSchema:
     """Compile one tool's `parameters` with fastjsonschema, guarded (DESIGN §8): `$schema` honoured,
     draft-07 by default, 2020-12 spellings desugared, remote refs refused, formats and defaults off,
     and generated code checked against an allowlist before it runs. Any failure is the dataset's:
     the tool is `unscored`, never blamed on the provider."""
-    if parameters is None or parameters == {} or parameters is True:
+    if _accepts_anything(parameters):
         return ACCEPT_ANY
     if not isinstance(parameters, dict):
         return ToolSchema(None, f"parameters is {_json_type(parameters)}, not a JSON Schema object")
@@ -742,7 +753,7 @@ _SCHEMA_CACHE_LOCK = threading.Lock()
 def tool_schema(parameters) -> ToolSchema:
     """compile_tool_schema memoised by the canonical hash of the schema (once per distinct schema,
     in memory only: compiled code never goes to a cache directory someone else could hand us)."""
-    if parameters is None or parameters == {}:
+    if _accepts_anything(parameters):
         return ACCEPT_ANY
     key = sha256_hex(canonical_json(parameters))
     found = _SCHEMA_CACHE.get(key)
@@ -864,7 +875,8 @@ def score_exchange(body: dict, exchange: dict | None) -> Outcome:
     meta = {"timing": exchange.get("timing"), "attempts": exchange.get("attempts", 0), "at": exchange.get("at")}
     status = exchange.get("status")
     if status in REJECT_STATUSES:
-        return Outcome("rejected", error_class=f"http_{status}", **meta)
+        return Outcome("rejected", error_class=f"http_{status}", detail=str(exchange.get("text") or "")[:2000] or None,
+                       **meta)
     if status != 200:
         return Outcome("failed", error_class=exchange.get("error_class") or f"http_{status}", **meta)
     parsed = parse_exchange(exchange)
@@ -1025,8 +1037,7 @@ def baseline_of(outcome: Outcome) -> BaselineAnswer:
 def request_fingerprint(body: dict) -> str:
     """What a K2VV results line and a test-set line must share to be the same case: messages (with
     `_input` read as `system`, as K2VV sends them) and tools. Model and overrides differ by design."""
-    messages = [dict(m, role="system") if isinstance(m, dict) and m.get("role") == "_input" else m
-                for m in body.get("messages") or []]
+    messages = inputs_as_system(body.get("messages") or [])
     return sha256_hex(canonical_json({"messages": messages, "tools": body.get("tools")}))
 
 
@@ -1123,8 +1134,12 @@ def decide_verdict(schema_ci, answered_share, baseline: dict | None, thresholds:
     checks = [("schema_accuracy", schema_ci, thresholds["min_schema_accuracy"])]
     if baseline is not None:
         checks.append(("tool_call_f1", baseline.get("f1_ci"), thresholds["min_f1"]))
+    elif thresholds["min_f1"] > 0:  # a provider that never calls a tool must not pass on schemas alone
+        unsure = True
+        reasons.append("no baseline: tool_call_f1 not measured (use --baseline, or --min-f1 0 to judge "
+                       "schema accuracy alone)")
     else:
-        reasons.append("no baseline: tool_call_f1 not checked (use --baseline)")
+        reasons.append("tool_call_f1 not required (--min-f1 0)")
     for name, ci, bar in checks:
         if ci is None:
             unsure = True
@@ -1157,8 +1172,9 @@ def summarise(cases: list[Case], outcomes: dict, *, trials: int = 1, baseline: d
     usage_sources = Counter()
     totals, ttfbs, attempts, stamps = [], [], Counter(), []
     scored_calls = valid_calls = 0
-    pass_cases = Counter()  # case -> how many trials passed
+    pass_any = pass_all = 0  # cases with at least one / every trial passing (pass@k, pass^k)
     for case in cases:
+        passed = 0
         for sample in range(trials):
             out = outcomes.get((case.case_id, sample)) or Outcome("unanswered")
             responses[out.response_class] += 1
@@ -1188,8 +1204,9 @@ def summarise(cases: list[Case], outcomes: dict, *, trials: int = 1, baseline: d
                         valid_calls += call.cls == "valid"
             base = (baseline or {}).get(case.case_id)
             agrees = base is None or not base.answered or base.triggered == out.triggered
-            if out.response_class in ("valid", "no_call") and agrees:
-                pass_cases[case.case_id] += 1
+            passed += out.response_class in ("valid", "no_call") and agrees
+        pass_any += passed > 0
+        pass_all += passed == trials
     ok = responses["valid"]
     bad = responses["invalid"] + responses["empty_tool_calls"]
     success = sum(responses[c] for c in ANSWERED)
@@ -1238,8 +1255,8 @@ def summarise(cases: list[Case], outcomes: dict, *, trials: int = 1, baseline: d
     if trials > 1:
         summary["trials"] = {
             "k": trials,
-            "pass_at_k": _round(sum(1 for c in cases if pass_cases[c.case_id] > 0) / len(cases)) if cases else None,
-            "pass_hat_k": _round(sum(1 for c in cases if pass_cases[c.case_id] == trials) / len(cases)) if cases else None,
+            "pass_at_k": _round(pass_any / len(cases)) if cases else None,
+            "pass_hat_k": _round(pass_all / len(cases)) if cases else None,
         }
     return summary
 
@@ -1419,18 +1436,30 @@ class ResponseCache:
                             " pass --cache DIR or set K2VV_CACHE")
         try:
             self._cache = diskcache.Cache(str(self.directory), **settings)
-        except (sqlite3.OperationalError, PermissionError, OSError) as err:
+        except (sqlite3.DatabaseError, TypeError, ValueError) as err:
+            if readonly and isinstance(err, sqlite3.OperationalError):  # e.g. "attempt to write a readonly database"
+                self._cache = self._read_only_copy(diskcache, settings)
+            else:
+                raise K2vvError(f"{self.directory}: not a usable k2vv cache ({str(err)[:120]})") from None
+        except OSError as err:
             if not readonly:
                 raise K2vvError(f"{self.directory}: cannot open the cache for writing ({err})") from None
-            # A read-only directory (a copied or mounted cache): SQLite's WAL mode needs to write
-            # beside the database, so read a private copy (notes §3c: 34 MB copies in well under 1 s).
-            import shutil
-            import tempfile
-            self._copy = tempfile.mkdtemp(prefix="k2vv-cache-ro-")
-            shutil.copytree(self.directory, self._copy, dirs_exist_ok=True, copy_function=shutil.copyfile)
-            for folder, _, _ in os.walk(self._copy):  # copytree keeps the source's read-only modes
-                os.chmod(folder, 0o700)
-            self._cache = diskcache.Cache(self._copy, **settings)
+            self._cache = self._read_only_copy(diskcache, settings)
+
+    def _read_only_copy(self, diskcache, settings):
+        """A read-only directory (a copied or mounted cache): SQLite's WAL mode needs to write beside
+        the database, so read a private copy (notes §3c: 34 MB copies in well under 1 s)."""
+        import shutil
+        import sqlite3
+        import tempfile
+        self._copy = tempfile.mkdtemp(prefix="k2vv-cache-ro-")
+        shutil.copytree(self.directory, self._copy, dirs_exist_ok=True, copy_function=shutil.copyfile)
+        for folder, _, _ in os.walk(self._copy):  # copytree keeps the source's read-only modes
+            os.chmod(folder, 0o700)
+        try:
+            return diskcache.Cache(self._copy, **settings)
+        except (sqlite3.DatabaseError, TypeError, ValueError, OSError) as err:
+            raise K2vvError(f"{self.directory}: not a usable k2vv cache ({str(err)[:120]})") from None
 
     def get(self, key: str) -> dict | None:
         try:
@@ -1614,15 +1643,27 @@ def resolve_provider(name: str, explicit_file: str | None) -> Provider:
 
 def provider_key(provider: Provider, cli_key: str | None = None) -> str | None:
     """The API key, from --api-key or the provider's environment variable; a required key that is
-    missing stops everything before a single request (exit 2)."""
-    if cli_key:
-        return cli_key
-    env = provider.api_key_env
-    key = os.environ.get(env) if env else None
+    missing, or one with spaces or control characters (a CRLF file), stops everything before a
+    single request (exit 2). The message names where the key came from, never the key."""
+    env = provider.api_key_env or "OPENAI_API_KEY"
+    key = cli_key or (os.environ.get(provider.api_key_env) if provider.api_key_env else None)
+    where = "--api-key" if cli_key else f"the environment variable {env}"
     if not key and provider.api_key_required:
-        raise ProviderError(f"provider {provider.name!r} needs an API key: set the environment variable "
-                            f"{env or 'OPENAI_API_KEY'} (nothing was sent)")
+        raise ProviderError(f"provider {provider.name!r} needs an API key: set {where} (nothing was sent)")
+    if key and (key != key.strip() or any(ord(c) < 33 or c == "\x7f" for c in key)):
+        raise ProviderError(f"the API key in {where} contains spaces or control characters (a line break "
+                            "from a file?); strip them (nothing was sent)")
     return key
+
+
+def check_base_url(url: str, source: str) -> str:
+    """An http(s) URL with a host, or a usage error naming where it came from (requests would
+    otherwise fail every attempt of every request as if the network were down)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise K2vvError(f"{source}: {_public_url(url)!r} is not an http:// or https:// URL with a host "
+                        "(expected e.g. --base-url http://127.0.0.1:8000/v1)")
+    return url
 
 
 # ---- 3d. the runner: thread pool, retries, journal, progress ----------------------------------------
@@ -1635,10 +1676,19 @@ class Transient(Exception):
 
 
 class Fatal(Exception):
-    """An answer that means the whole run cannot work (bad key, wrong endpoint)."""
+    """An answer that means the whole run may not work: a refused key, a wrong endpoint, a URL or
+    header requests cannot even send. `status` is 0 for setup errors found before any answer."""
     def __init__(self, error_class: str, status: int):
         super().__init__(error_class)
         self.error_class, self.status = error_class, status
+
+
+class Final(Exception):
+    """A failed request that another attempt will not fix (e.g. 402 out of credits, 405): it is
+    journaled with the provider's (redacted) reason, never cached, retried by the next run."""
+    def __init__(self, error_class: str, text: str):
+        super().__init__(error_class)
+        self.error_class, self.text = error_class, text
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -1702,6 +1752,9 @@ def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, ti
     try:
         resp = session.post(url, data=payload, headers=headers, stream=True,
                             timeout=(min(30.0, timeout), timeout))
+    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+            requests.exceptions.InvalidHeader):
+        raise Fatal("setup", 0) from None  # the message may quote the header value: never keep it
     except requests.exceptions.Timeout:
         raise Transient("timeout") from None
     except requests.exceptions.SSLError:
@@ -1716,13 +1769,13 @@ def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, ti
         ttfb = None
         if status != 200:
             text = redact(resp.content[:8192].decode("utf-8", "replace"), secrets)
-            if status in (401, 403):
+            if status in (401, 403, 404):
                 raise Fatal(f"http_{status}", status)
-            if status == 404:
-                raise Fatal("http_404", status)
-            if status in RETRY_STATUSES:
+            if status in RETRY_STATUSES or status >= 500:
                 raise Transient(f"http_{status}", parse_retry_after(resp.headers.get("retry-after"), time.time()),
                                 status)
+            if status not in REJECT_STATUSES:
+                raise Final(f"http_{status}", text)
             exchange = {"status": status, "text": text}
         elif stream and "event-stream" in resp.headers.get("content-type", "event-stream"):
             lines = []
@@ -1792,6 +1845,8 @@ class Journal:
     def write(self, record: dict) -> None:
         line = json.dumps(record, ensure_ascii=False) + "\n"
         with self._lock:
+            if self._fh.closed:  # a worker abandoned by a second Ctrl-C finishing late: its answer is cached
+                return
             self._fh.write(line)
             self._fh.flush()
 
@@ -1808,11 +1863,12 @@ def k2vv_hash(body: dict) -> str:
     return hashlib.md5(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def result_record(item: WorkItem, outcome: Outcome, extra_body: dict, error: str | None = None) -> dict:
+def result_record(item: WorkItem, outcome: Outcome, extra_body: dict) -> dict:
     """One results.jsonl line: K2VV's fields (same names and meanings), then k2vv's."""
     response = outcome.completion
     if response is None and outcome.response_class != "unanswered":
-        response = {"error_type": outcome.error_class, "error_message": error or outcome.error_class, "error": None}
+        response = {"error_type": outcome.error_class, "error_message": outcome.detail or outcome.error_class,
+                    "error": None}
     return {
         "data_index": item.case.data_index, "request": item.body, "extra_body": extra_body,
         "response": response, "status": outcome.status, "finish_reason": outcome.finish_reason,
@@ -1851,6 +1907,7 @@ class Runner:
         self.stop = threading.Event()
         self.fatal: Fatal | None = None
         self.crash: BaseException | None = None
+        self.refusals = self.in_flight = 0
         self.any_success = False
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -1864,40 +1921,55 @@ class Runner:
             session.trust_env = True
         return session
 
-    def fetch(self, item: WorkItem) -> tuple[dict | None, str | None, int]:
-        """(exchange, error_class, attempts): a final exchange, or the last error after the caps."""
+    def fetch(self, item: WorkItem) -> tuple[dict | None, str | None, int, str | None]:
+        """(exchange, error_class, attempts, detail): a final exchange, or the last error after the caps."""
         payload = canonical_json(item.body)
         stream = bool(item.body.get("stream"))
         started = time.monotonic()
         error = None
         for attempt in range(1, self.retries + 2):
             if self.stop.is_set():
-                return None, error or "interrupted", attempt - 1
+                return None, error or "interrupted", attempt - 1, None
             with self._lock:
                 self.state.sent += 1
             try:
                 exchange = send_once(self._session(), self.provider.url, payload, self.headers, stream,
                                      self.timeout, self.secrets)
                 exchange.update(v=CACHE_VERSION, attempts=attempt, at=utc_now())
-                return exchange, None, attempt
+                return exchange, None, attempt, None
             except Fatal as err:
-                if not self.any_success:
-                    self.fatal = self.fatal or err
-                    self.stop.set()
-                return None, err.error_class, attempt
+                self._refused(err)
+                return None, err.error_class, attempt, None
+            except Final as err:
+                return None, err.error_class, attempt, err.text
             except Transient as err:
                 error = err.error_class
                 if attempt > self.retries or time.monotonic() - started > max(REQUEST_TIME_CAP, 2 * self.timeout):
-                    return None, error, attempt
+                    return None, error, attempt, None
                 with self._lock:
                     self.state.retries += 1
                 self.stop.wait(backoff_delay(attempt, err.retry_after, self.rng))
-        return None, error, self.retries + 1
+        return None, error, self.retries + 1, None
+
+    def _refused(self, err: Fatal) -> None:
+        """Stop the run when the provider refuses it before any success: at once for a bad key (401)
+        or a URL/header that cannot be sent; after a few 403/404s (one 403 may be moderation)."""
+        with self._lock:
+            self.refusals += 1
+            if self.any_success:
+                return
+            if err.status in (0, 401) or self.refusals >= 3:
+                self.fatal = self.fatal or err
+                self.stop.set()
 
     def work(self, item: WorkItem) -> None:
-        if self.stop.is_set():
-            return
-        exchange, error, attempts = self.fetch(item)
+        with self._lock:
+            self.in_flight += 1
+        try:
+            exchange, error, attempts, detail = self.fetch(item)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
         if exchange is not None:
             if exchange["status"] == 200:
                 self.any_success = True
@@ -1907,39 +1979,74 @@ class Runner:
             return
         else:
             outcome = Outcome("truncated" if error == "truncated" else "failed", error_class=error,
-                              attempts=attempts, at=utc_now())
+                              attempts=attempts, at=utc_now(), detail=detail)
         self.journal.write(result_record(item, outcome, self.extra_body))
         with self._lock:
             self.state.done += 1
             self.state.failed += not outcome.answered and outcome.response_class != "rejected"
         self.progress(self.state, False)
 
-    def _finished(self, future, slots) -> None:
-        """A worker that raised (disk full, a bug) stops the run loudly: never a silent drop."""
-        slots.release()
-        err = future.exception() if not future.cancelled() else None
-        if err is not None and self.crash is None:
-            self.crash = err
-            self.stop.set()
+    def _worker(self, todo) -> None:
+        while True:
+            item = todo.get()
+            if item is None:
+                return
+            if self.stop.is_set():
+                continue
+            try:
+                self.work(item)
+            except BaseException as err:  # noqa: BLE001 - a worker that raised (disk full, a bug) stops the run loudly
+                self.crash = self.crash or err
+                self.stop.set()
 
     def run(self, items: list[WorkItem], already_cached: int) -> RunState:
-        from concurrent.futures import ThreadPoolExecutor
+        """Send `items` with `concurrency` daemon workers fed through a bounded queue (memory stays
+        flat). Ctrl-C stops submitting and waits for the requests in flight; a second Ctrl-C
+        abandons them (daemon threads end with the process)."""
+        import queue
         self.state = RunState(total=len(items) + already_cached, cached=already_cached,
                               done=already_cached, started=time.monotonic())
-        slots = threading.BoundedSemaphore(self.concurrency * 2)  # bounded queue: memory stays flat
-        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="k2vv")
+        todo = queue.Queue(maxsize=self.concurrency * 2)
+        workers = [threading.Thread(target=self._worker, args=(todo,), daemon=True, name=f"k2vv-{i}")
+                   for i in range(self.concurrency)]
+        for worker in workers:
+            worker.start()
+
+        def put(item) -> bool:
+            while not self.stop.is_set() or item is None:
+                try:
+                    todo.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def wait() -> None:
+            for worker in workers:
+                while worker.is_alive():
+                    worker.join(0.2)
         try:
             for item in items:
-                while not slots.acquire(timeout=0.2):
-                    if self.stop.is_set():
-                        break
-                if self.stop.is_set():
+                if not put(item):
                     break
-                pool.submit(self.work, item).add_done_callback(lambda f: self._finished(f, slots))
-            pool.shutdown(wait=True, cancel_futures=self.stop.is_set())
-        except KeyboardInterrupt:  # stop submitting; requests in flight finish (a 2nd Ctrl-C abandons them)
+            for _ in workers:
+                put(None)
+            wait()
+        except KeyboardInterrupt:
             self.stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
+            print(f"\nk2vv: stopping: waiting for {self.in_flight} requests in flight "
+                  "(Ctrl-C again to abandon them)", file=sys.stderr)
+            try:
+                while True:  # drop what was queued, then let every worker see the end
+                    todo.get_nowait()
+            except queue.Empty:
+                pass
+            try:
+                for _ in workers:
+                    put(None)
+                wait()
+            except KeyboardInterrupt:
+                pass
             raise
         finally:
             self.progress(self.state, True)
@@ -1959,7 +2066,7 @@ BREAKAGES = ("missing_required", "wrong_type", "extra_property", "out_of_range",
              "wrong_tuple_length")
 # Fault names a test script may return; `slow:SECONDS` takes a number, e.g. "slow:0.5".
 SIM_FAULTS = ("429", "500", "502", "503", "reset", "cut_body", "cut_stream", "slow:SECONDS",
-              "401", "403", "404", "400_schema")
+              "401", "403", "404", "400_schema", "status:NNN")
 
 _SIM_CALL_SHARE = 0.70      # requests with tools (last message not a tool result) that get a call
 _SIM_PARALLEL_SHARE = 0.15  # tool-call answers with two parallel calls
@@ -2921,7 +3028,7 @@ def _sim_error(status: int, body: dict) -> tuple:
     }
     if status == 502:  # gateways answer HTML, not JSON
         return 502, "text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>\n"
-    kind, code, message = errors[status]
+    kind, code, message = errors.get(status, ("api_error", f"http_{status}", f"HTTP {status} (simulated)."))
     error = {"message": message, "type": kind, "param": "tools[0].function.parameters" if status == 400 else None,
              "code": code}
     return status, "application/json", json.dumps({"error": error}).encode()
@@ -3195,6 +3302,8 @@ class SimVendor:
             return handler._send_cut("text/event-stream" if stream else "application/json", data, number, headers)
         statuses = {"429": 429, "500": 500, "502": 502, "503": 503, "401": 401, "403": 403, "404": 404,
                     "400_schema": 400}
+        if re.fullmatch(r"status:[1-5]\d\d", fault):  # any other status, e.g. 402 out of credits
+            statuses[fault] = int(fault[7:])
         if fault not in statuses:
             message = f"k2vv sim: unknown fault {fault!r} (expected one of {', '.join(SIM_FAULTS)})"
             return handler._send(500, "text/plain", message.encode(), number, headers)
@@ -3342,6 +3451,8 @@ def report_row(summary: dict, examples: dict, baseline: str | None) -> dict:
     """One leaderboard row with K2VV's column names. Coverage is the baseline's (scored pairs / cases)
     or, without a baseline, the answered share: the same number the verdict was decided on."""
     info, comparison = summary["k2vv"], summary["baseline"]
+    is_baseline = baseline is not None and info["provider"] == baseline
+    own = None if is_baseline else comparison  # the baseline against itself is 1 by construction: K2VV shows "-"
     if comparison is not None:
         coverage, basis = comparison["coverage"], "baseline"
     else:
@@ -3351,9 +3462,9 @@ def report_row(summary: dict, examples: dict, baseline: str | None) -> dict:
         "provider": info["provider"],
         "endpoint": info["base_url"],
         "model": summary["model"] if summary["model"] is not None else info.get("model"),
-        "is_baseline": baseline is not None and info["provider"] == baseline,
-        "tool_call_f1": comparison["f1"] if comparison else None,
-        "f1_ci": comparison["f1_ci"] if comparison else None,
+        "is_baseline": is_baseline,
+        "tool_call_f1": own["f1"] if own else None,
+        "f1_ci": own["f1_ci"] if own else None,
         "count_finish_reason_tool_calls": summary["finish_tool_calls"],
         "count_successful_tool_call": summary["successful_tool_call_count"],
         "schema_accuracy": summary["schema_accuracy"],
@@ -3865,10 +3976,12 @@ def resolve_provider_args(args) -> Provider:
             provider.base_url = args.base_url
         if args.model:
             provider.model = args.model
+        check_base_url(provider.base_url, "--base-url" if args.base_url else f"provider {provider.name!r} base_url")
         return provider
     if args.base_url and args.model:
-        host = re.sub(r"^\w+://", "", args.base_url).split("/")[0]
-        return Provider(name=_slug(host), base_url=args.base_url, model=args.model,
+        parts = urllib.parse.urlsplit(check_base_url(args.base_url, "--base-url"))
+        name = parts.hostname + (f"_{parts.port}" if parts.port else "")  # never the user:password@ part
+        return Provider(name=_slug(name), base_url=args.base_url, model=args.model,
                         api_key_env="OPENAI_API_KEY", api_key_required=False, source="command line")
     raise K2vvError("choose a provider: --provider NAME (see `k2vv providers`) or --base-url URL --model MODEL")
 
@@ -4012,8 +4125,8 @@ def _progress_printer(stream=None):
     return show
 
 
-def resume_command(argv: list) -> str:
-    """The command line to run again, quoted, without an --api-key value (never print a secret)."""
+def resume_command(argv: list, api_key: str | None) -> str:
+    """The command line to run again, quoted, without --api-key and its value (never print a secret)."""
     import shlex
     kept, skip = [], False
     for arg in argv or []:
@@ -4021,7 +4134,7 @@ def resume_command(argv: list) -> str:
             skip = False
         elif arg == "--api-key":
             skip = True
-        elif not arg.startswith("--api-key="):
+        elif not arg.startswith("--api-key=") and not (api_key and api_key in arg):
             kept.append(arg)
     return shlex.join(["k2vv"] + kept)
 
@@ -4035,7 +4148,7 @@ def cmd_run(args) -> int:
     if not api_key and job.provider.api_key_env:
         print(f"k2vv: note: {job.provider.api_key_env} is not set; sending without an API key", file=sys.stderr)
     concurrency = args.concurrency or job.provider.concurrency or 5
-    timeout = args.timeout or job.provider.timeout or 600.0
+    timeout = next(t for t in (args.timeout, job.provider.timeout, 600.0) if t is not None)
     job.out_dir.mkdir(parents=True, exist_ok=True)
     with open_cache(job.cache_dir) as cache:
         if args.refresh:
@@ -4063,21 +4176,28 @@ def cmd_run(args) -> int:
             interrupted = True
         finally:
             journal.close()
+        if isinstance(runner.crash, OSError):
+            raise K2vvError(f"cannot write the cache or the journal: {runner.crash}")
         if runner.crash is not None:
             raise runner.crash
         if runner.fatal is not None:
             status = runner.fatal.status
-            hint = (f"check the key in {job.provider.api_key_env or 'OPENAI_API_KEY'}" if status in (401, 403)
-                    else f"check --base-url: {_public_url(job.provider.url)} was not found")
-            print(f"k2vv: the provider answered HTTP {status} before any success; stopped after "
-                  f"{runner.state.sent} requests ({hint})", file=sys.stderr)
+            if status == 0:
+                problem = (f"requests cannot send to {_public_url(job.provider.url)}: check --base-url "
+                           "(http:// or https://) and that the API key has no spaces or line breaks")
+            elif status in (401, 403):
+                problem = (f"the provider answered HTTP {status} before any success: check the key in "
+                           f"{job.provider.api_key_env or 'OPENAI_API_KEY'}")
+            else:
+                problem = f"HTTP 404 before any success: check --base-url ({_public_url(job.provider.url)} was not found)"
+            print(f"k2vv: {problem}; stopped after {runner.state.sent} requests", file=sys.stderr)
             return EXIT_USAGE
         summary, outcomes = summary_of(args, job, cache)
         finalize_results(job, outcomes)
     write_json_atomic(job.summary_path, summary)
     _emit(args, summary)
     if interrupted or runner.stop.is_set():
-        print(f"k2vv: interrupted; answers so far are cached. Resume with: {resume_command(args.argv)}",
+        print(f"k2vv: interrupted; answers so far are cached. Resume with: {resume_command(args.argv, api_key)}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     if summary["classes"]["responses"]["unanswered"]:
@@ -4131,12 +4251,14 @@ def lint_cases(cases: list, path: str) -> list[tuple[int, str, str, str]]:
         for j, msg in enumerate(case.body.get("messages") or ()):
             if msg.get("role") == "_input":
                 out.append((line, "note", "_input role", f"messages[{j}] role _input (sent as system)"))
-            for k, call in enumerate(msg.get("tool_calls") or () if msg.get("role") == "assistant" else ()):
+            calls = msg.get("tool_calls") if msg.get("role") == "assistant" else None
+            for k, call in enumerate(calls if isinstance(calls, list) else ()):
                 if not isinstance(call, dict):
                     continue
                 if not id_re.match(str(call.get("id", ""))):
                     bad_ids += 1
-                args = (call.get("function") or {}).get("arguments")
+                fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+                args = fn.get("arguments")
                 if isinstance(args, str):
                     _, problem = parse_arguments(args)
                     if problem:
@@ -4277,8 +4399,7 @@ def cmd_demo(args) -> int:
                     "--out", str(out / vendor.personality), "--quiet"]
             if args.limit:
                 argv += ["--limit", str(args.limit)]
-            if vendor.personality != "reference":
-                argv += ["--baseline", "reference"]
+            argv += ["--baseline", "reference"]  # the reference against itself: F1 = 1 by construction
             with contextlib.redirect_stdout(io.StringIO()):
                 code = main(argv)
             summary = json.loads((out / vendor.personality / "summary.json").read_text())
@@ -4357,7 +4478,7 @@ def _add_job_args(p: argparse.ArgumentParser, network: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="k2vv", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="k2vv", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="exit codes: 0 pass · 1 fail · 2 usage/input/setup error · "
                                             "3 inconclusive or incomplete · 130 interrupted")
@@ -4365,7 +4486,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name, handler, help_text):
-        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES.get(name),
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES.get(name), allow_abbrev=False,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(handler=handler)
         return p
@@ -4420,6 +4541,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--concurrency must be at least 1")
     if getattr(args, "retries", 0) < 0:
         parser.error("--retries must be 0 or more")
+    if getattr(args, "timeout", None) is not None and not args.timeout > 0:
+        parser.error("--timeout must be a number of seconds above 0")
     try:
         return args.handler(args)
     except InputErrors as err:

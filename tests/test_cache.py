@@ -66,3 +66,18 @@ def test_score_needs_an_existing_cache(tmp_path, capsys):
     assert k2vv.main(["score", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--cache",
                       str(tmp_path / "nothing")]) == 2
     assert "no k2vv cache here" in capsys.readouterr().err
+
+
+def test_a_foreign_cache_db_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "c").mkdir()
+    with k2vv.open_cache(tmp_path / "c") as cache:
+        cache.set("a" * 64, EXCHANGE)
+    db = sqlite3.connect(tmp_path / "c" / "cache.db")
+    db.execute("INSERT INTO Settings VALUES ('disk_evil', 1)")
+    db.commit()
+    db.close()
+    assert k2vv.main(["score", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--cache", str(tmp_path / "c")]) == 2
+    assert "not a usable k2vv cache" in capsys.readouterr().err
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "cache.db").write_bytes(b"this is not sqlite" * 100)
+    assert k2vv.main(["score", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--cache", str(tmp_path / "d")]) == 2

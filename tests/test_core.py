@@ -427,3 +427,37 @@ def test_an_index_less_fragment_never_overwrites_an_indexed_call():
              chunk(finish="tool_calls"), "[DONE]"]
     parsed = k2vv.reassemble_stream(lines)
     assert [c["arguments"] for c in parsed.calls] == ['{"q":"b"}', '{"q":"c"}']
+
+
+def test_pass_at_k_counts_each_line_even_when_lines_repeat():
+    body = {"messages": [{"role": "user", "content": "same"}]}
+    cases = k2vv.parse_test_set([json.dumps(body), json.dumps(body)])
+    assert cases[0].case_id == cases[1].case_id
+    outcomes = {(cases[0].case_id, 0): outcome("valid"), (cases[0].case_id, 1): outcome("invalid")}
+    trials = check_summary(k2vv.summarise(cases, outcomes, trials=2, thresholds=k2vv.default_thresholds(0.6),
+                                          info=INFO))["trials"]
+    assert trials == {"k": 2, "pass_at_k": 1.0, "pass_hat_k": 0.0}
+
+
+def test_no_baseline_is_inconclusive_unless_f1_is_waived():
+    thresholds = k2vv.default_thresholds(0.6)
+    assert k2vv.decide_verdict([0.97, 0.99], 1.0, None, thresholds)["status"] == "inconclusive"
+    waived = k2vv.default_thresholds(0.6, min_f1=0)
+    assert k2vv.decide_verdict([0.97, 0.99], 1.0, None, waived)["status"] == "pass"
+
+
+@pytest.mark.parametrize("argv", [["--api", "KEY"], ["--api-k=KEY"]])
+def test_abbreviated_flags_are_refused_so_a_key_cannot_slip_into_a_resume_line(argv):
+    with pytest.raises(SystemExit):
+        k2vv.main(["run", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", *argv])
+    assert k2vv.resume_command(["run", "--api-key", "KEY", "--x", "KEY2KEY"], "KEY") == "k2vv run --x"
+
+
+def test_odd_history_shapes_never_crash_normalization_or_lint():
+    line = {"messages": [{"role": "assistant", "tool_calls": [{"id": ["a"], "function": "get"}, "x"]},
+                         {"role": "tool", "tool_call_id": ["a"], "content": ""},
+                         {"role": "assistant", "tool_calls": "nope"}]}
+    body = k2vv.prepare_request(line, "m", tool_ids=True)
+    assert body["messages"][0]["tool_calls"][0]["id"] == "functions.:0"
+    cases = k2vv.parse_test_set([json.dumps(line)])
+    assert any("tool-call ids" in f[2] for f in k2vv.lint_cases(cases, "t"))

@@ -86,7 +86,8 @@ def example(data_index: int, tool, detail: str) -> dict:
 def entries() -> list[dict]:
     """Four realistic providers: a reference that passes, one sloppy with arguments, one whose
     triggers drift from the baseline, one flaky that passes after retries."""
-    reference = make_summary("reference", triggered=212, valid=212, base_url="https://api.moonshot.example/v1")
+    reference = make_summary("reference", triggered=212, valid=212, base_url="https://api.moonshot.example/v1",
+                             confusion=(212, 0, 0, 188))  # scored against itself, as `k2vv demo` does
     sloppy = make_summary("sloppy", triggered=208, valid=171, empty=6, failed=3,
                           calls={"schema_mismatch": 24, "invalid_json": 5, "unknown_tool": 2},
                           confusion=(201, 7, 9, 180))
@@ -137,7 +138,7 @@ def test_row_fields_come_from_the_summary(report):
     assert flaky["count_finish_reason_tool_calls"] == 211 and flaky["count_successful_tool_call"] == 211
     assert flaky["coverage"] == round(396 / CASES, 6) and flaky["coverage_basis"] == "baseline"
     reference = next(r for r in report["rows"] if r["provider"] == "reference")
-    assert reference["coverage"] == 1.0 and reference["coverage_basis"] == "answered"
+    assert reference["coverage"] == 1.0 and reference["coverage_basis"] == "baseline"
     assert report["thresholds"] == THRESHOLDS and report["generated"] == GENERATED
 
 

@@ -284,3 +284,69 @@ def test_ctrl_c_flushes_prints_the_resume_command_and_exits_130(tmp_path):
         v.script = None
         assert k2vv.main(run_args(v, tmp_path)) in (0, 1, 3)
         assert len(v.received) - sent == int(LIMIT) - summary["success_count"]
+
+
+def test_other_statuses_are_retried_or_journaled_never_cached(tmp_path):
+    """5xx of any kind is transient; a 402 (out of credits) is the request's failure this time,
+    journaled with the vendor's reason but not cached, so the next run asks again."""
+    def script(body, attempt):
+        digit = int(k2vv.sha256_hex(json.dumps(body["messages"]).encode()), 16) % 3
+        return {0: "status:402", 1: "status:520" if attempt == 1 else None, 2: None}[digit]
+    with k2vv.SimVendor("reference", script=script, retry_after="0") as v:
+        assert k2vv.main(run_args(v, tmp_path, "--limit", "15")) == 3
+        lines = [json.loads(l) for l in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+        payment = [l for l in lines if l["error_class"] == "http_402"]
+        assert payment and all("402" in l["response"]["error_message"] for l in payment)
+        assert all(l["attempts"] == 1 for l in payment)
+        assert read_summary(tmp_path)["classes"]["responses"]["unanswered"] == len(payment)
+        sent = len(v.received)
+        v.script = None
+        assert k2vv.main(run_args(v, tmp_path, "--limit", "15")) in (0, 1, 3)
+        assert len(v.received) - sent == len(payment)
+
+
+def test_one_forbidden_request_does_not_stop_the_run(tmp_path):
+    first = {}
+
+    def script(body, attempt):
+        key = json.dumps(body["messages"])
+        first.setdefault("key", key)
+        return "403" if key == first["key"] else None
+    with k2vv.SimVendor("reference", script=script) as v:
+        assert k2vv.main(run_args(v, tmp_path, "--limit", "20", "--concurrency", "1")) == 3
+        assert len(v.received) == 20
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8000/v1", "ftp://127.0.0.1/v1", "http:///v1"])
+def test_a_url_requests_cannot_use_is_a_usage_error(tmp_path, url, capsys):
+    assert k2vv.main(["run", "--base-url", url, "--model", "m", "--cache", str(tmp_path / "c"), "--limit", "3"]) == 2
+    assert "--base-url" in capsys.readouterr().err
+
+
+def test_a_key_with_a_line_break_is_refused_before_sending(tmp_path, vendor, capsys, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY + "\r")
+    assert k2vv.main(run_args(vendor, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "OPENAI_API_KEY" in err and FAKE_KEY not in err
+    assert vendor.received == []
+
+
+def test_second_ctrl_c_abandons_requests_in_flight(tmp_path):
+    with k2vv.SimVendor("reference", script=lambda body, attempt: "slow:30") as v:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "k2vv.py"), *run_args(v, tmp_path, "--concurrency", "2")],
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(v.received) < 2:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=25)  # the answers take 30 s: it did not wait for them
+        assert proc.returncode == 130 and "Traceback" not in err and "Ctrl-C again" in err
+
+
+def test_a_key_pasted_as_the_variable_name_is_refused_without_echo(tmp_path, capsys):
+    (tmp_path / "k2vv.toml").write_text(f'[providers.x]\nbase_url = "http://h/v1"\nmodel = "m"\napi_key_env = "{FAKE_KEY}"\n')
+    assert k2vv.main(["providers"]) == 2
+    err = capsys.readouterr().err
+    assert "[providers.x].api_key_env" in err and FAKE_KEY not in err
