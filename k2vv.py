@@ -595,26 +595,38 @@ _REF_NEIGHBOURS_IGNORED = frozenset({"$ref", "$schema", "$id", "$defs", "definit
                                      "description", "default", "examples"})
 
 
-def desugar_2020(schema):
-    """Draft 2019-09/2020-12 keywords rewritten in their exact draft-07 spellings: `prefixItems`
-    (+`items`) -> `items: [...]` (+`additionalItems`); `dependentRequired`/`dependentSchemas` ->
-    `dependencies`. Measured on the 2020-12 suite: notes/packaging-and-validation.md §2f."""
+def map_schema(schema, rewrite):
+    """A copy of `schema` with `rewrite(node) -> node` applied to every schema object, innermost
+    first. Only keyword positions are followed, never property names or enum/const/default data."""
     if isinstance(schema, list):
-        return [desugar_2020(s) for s in schema]
+        return [map_schema(s, rewrite) for s in schema]
     if not isinstance(schema, dict):
         return schema
     out = {}
     for key, value in schema.items():
         if key in _SUBSCHEMA_MAP and isinstance(value, dict):
-            out[key] = {k: desugar_2020(v) for k, v in value.items()}
+            out[key] = {k: map_schema(v, rewrite) for k, v in value.items()}
         elif key in _SUBSCHEMA_ONE or key in _SUBSCHEMA_LIST:
-            out[key] = desugar_2020(value)
+            out[key] = map_schema(value, rewrite)
         else:
             out[key] = value
+    return rewrite(out)
+
+
+def desugar_2020(schema):
+    """Draft 2019-09/2020-12 keywords rewritten in their exact draft-07 spellings: `prefixItems`
+    (+`items`) -> `items: [...]` (+`additionalItems`); `dependentRequired`/`dependentSchemas` ->
+    `dependencies`; `$ref` with siblings -> `allOf`. Measured on the 2020-12 suite:
+    notes/packaging-and-validation.md §2f."""
+    return map_schema(schema, _desugar_node)
+
+
+def _desugar_node(out: dict) -> dict:
     if "$ref" in out and set(out) - _REF_NEIGHBOURS_IGNORED:
         # Since 2019-09 the keywords beside a $ref apply too; draft-07 ignores them. allOf keeps both.
+        ref = out["$ref"]
         out = {k: v for k, v in out.items() if k != "$ref"}
-        out["allOf"] = [{"$ref": schema["$ref"]}] + list(out.get("allOf") or [])
+        out["allOf"] = [{"$ref": ref}] + list(out.get("allOf") or [])
     if "prefixItems" in out:
         prefix = out.pop("prefixItems")
         if "items" in out:
@@ -721,21 +733,7 @@ def schema_shape(schema):
     """`schema` without its prose keywords (only where a keyword stands, not in property names or
     data): schemas that differ only in descriptions validate alike, so they can share a compiled
     validator (bfcl-live: 1,670 distinct tool schemas, 1,046 shapes)."""
-    if isinstance(schema, list):
-        return [schema_shape(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {}
-    for key, value in schema.items():
-        if key in _PROSE_KEYWORDS:
-            continue
-        if key in _SUBSCHEMA_MAP and isinstance(value, dict):
-            out[key] = {k: schema_shape(v) for k, v in value.items()}
-        elif key in _SUBSCHEMA_ONE or key in _SUBSCHEMA_LIST:
-            out[key] = schema_shape(value)
-        else:
-            out[key] = value
-    return out
+    return map_schema(schema, lambda node: {k: v for k, v in node.items() if k not in _PROSE_KEYWORDS})
 
 
 def compile_tool_schema(parameters, by_shape: dict | None = None) -> ToolSchema:
