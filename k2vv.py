@@ -1555,6 +1555,46 @@ class ResponseCache:
         self.close()
 
 
+class CacheWriter:
+    """One thread writes every answer the runner stores, committing whatever is queued in one
+    transaction. Sixteen workers each committing their own write made SQLite serialise them with
+    busy-waits (BENCHMARKS.md, runner profile). `set` returns once its answer is committed, so an
+    acknowledged answer survives a crash exactly as before."""
+
+    def __init__(self, cache: ResponseCache):
+        import queue
+        self.cache, self._queue = cache, queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="k2vv-cache-writer", daemon=True)
+        self._thread.start()
+
+    def set(self, key: str, exchange: dict) -> None:
+        done = [threading.Event(), None]
+        self._queue.put((key, canonical_json(exchange), done))
+        done[0].wait()
+        if done[1] is not None:
+            raise done[1]
+
+    def _loop(self) -> None:
+        import queue
+        while True:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                with self.cache._cache.transact():
+                    for key, value, _ in batch:
+                        self.cache._cache.set(key, value)
+                error = None
+            except Exception as err:  # noqa: BLE001 - handed to every waiting worker
+                error = err
+            for _, _, done in batch:
+                done[1] = error
+                done[0].set()
+
+
 def open_cache(directory, readonly: bool = False) -> ResponseCache:
     return ResponseCache(Path(directory), readonly)
 
@@ -1953,6 +1993,7 @@ class Runner:
                  *, concurrency: int, timeout: float, retries: int, extra_body: dict,
                  progress: Callable[[RunState, bool], None] | None = None, seed: int | None = None):
         self.provider, self.cache, self.journal = provider, cache, journal
+        self.writer = CacheWriter(cache)
         self.concurrency, self.timeout, self.retries = concurrency, timeout, retries
         self.extra_body = extra_body
         self.progress = progress or (lambda state, final: None)
@@ -2032,7 +2073,7 @@ class Runner:
         if exchange is not None:
             if exchange["status"] == 200:
                 self.any_success = True
-            self.cache.set(item.key, exchange)
+            self.writer.set(item.key, exchange)
             outcome = self.outcomes[item.key] = score_exchange(item.case.body, exchange)
         elif error == "interrupted":
             return
