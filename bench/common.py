@@ -46,10 +46,6 @@ WORKLOADS = ("repeated", "distinct")
 
 # ---- pure: workload lines and answers ------------------------------------------------------------
 
-def read_gz_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines() if line.strip()]
-
-
 def _streams(i: int) -> bool:
     return hashlib.sha256(b"stream:%d" % i).digest()[0] & 1 == 1
 
@@ -105,12 +101,6 @@ def workload_lines(name: str, n: int, sources: list[dict]) -> list[dict]:
     return [make(sources, i) for i in range(n)]
 
 
-def workload_sources(name: str) -> list[dict]:
-    if name == "repeated":
-        return pick_tool_sets(read_gz_lines(DATA / "k2vv-dialect.jsonl.gz"))
-    return read_gz_lines(DATA / "bfcl-live.jsonl.gz")
-
-
 def exchange_of(body: dict, i: int) -> dict:
     """The exchange the runner would store for SimVendor(PERSONALITY)'s answer to `body` (the
     prepared body), with a made-up but plausible timing and timestamp. The vendor answers the
@@ -148,6 +138,16 @@ def keyed_body(line: dict, url: str = URL, model: str = MODEL) -> tuple[str, dic
 
 
 # ---- effects: files, caches, processes ----------------------------------------------------------
+
+def read_gz_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines() if line.strip()]
+
+
+def workload_sources(name: str) -> list[dict]:
+    if name == "repeated":
+        return pick_tool_sets(read_gz_lines(DATA / "k2vv-dialect.jsonl.gz"))
+    return read_gz_lines(DATA / "bfcl-live.jsonl.gz")
+
 
 def write_jsonl(path: Path, lines: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,9 @@ name overwritten, arguments concatenated, last finish_reason, default "stop"), t
 call of a `tool_calls` answer run `validate_tool_call`: find the tool's `parameters`, json.loads
 string arguments, `jsonschema.validate(instance, schema)` (which picks a validator class, checks
 the schema against its meta-schema and builds a validator on every call), any exception = invalid.
-Finally K2VV's compute_summary. Prints the summary as JSON on stdout.
+Finally K2VV's compute_summary. Prints the summary as JSON on stdout. One liberty: a streamed
+`tool_calls` finish with no calls leaves K2VV's `tool_calls` None and `all(... for tc in None)`
+raises, dropping that result; here it counts like the non-stream case (`all([])`: valid).
 
 To find an answer in k2vv's cache it needs k2vv's key (sha256 of the canonical JSON of URL, the
 prepared body, public headers and sample), computed here as k2vv does; the cache rows are read in
