@@ -461,3 +461,12 @@ def test_odd_history_shapes_never_crash_normalization_or_lint():
     assert body["messages"][0]["tool_calls"][0]["id"] == "functions.:0"
     cases = k2vv.parse_test_set([json.dumps(line)])
     assert any("tool-call ids" in f[2] for f in k2vv.lint_cases(cases, "t"))
+
+
+def test_k2vv_hash_matches_k2vv_for_non_ascii_bodies():
+    import hashlib
+    body = {"messages": [{"role": "user", "content": "北京天气怎么样?"}], "model": "m"}
+    k2vv_way = hashlib.md5(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    assert k2vv.k2vv_hash(body) == k2vv_way
+    lines = gzip.decompress((ROOT / "tests/data/k2vv-results-sample/results.jsonl.gz").read_bytes()).decode().splitlines()
+    assert all(k2vv.k2vv_hash(json.loads(l)["request"]) == json.loads(l)["hash"] for l in lines)
