@@ -902,9 +902,11 @@ def parse_exchange(exchange: dict) -> Parsed | None:
     return parse_completion(exchange.get("body"))
 
 
-def score_exchange(body: dict, exchange: dict | None, keep_completion: bool = True) -> Outcome:
+def score_exchange(body: dict, exchange: dict | None, keep_completion: bool = True,
+                   parsed: Parsed | None = None) -> Outcome:
     """Score one raw exchange against the request body it answers (DESIGN §8). None = unanswered.
-    keep_completion=False leaves out the reassembled chat.completion, which only results.jsonl needs."""
+    keep_completion=False leaves out the reassembled chat.completion, which only results.jsonl needs;
+    `parsed` is the exchange's answer when the caller has parsed it already (the runner has)."""
     if exchange is None:
         return Outcome("unanswered")
     meta = {"timing": exchange.get("timing"), "attempts": exchange.get("attempts", 0), "at": exchange.get("at")}
@@ -914,7 +916,7 @@ def score_exchange(body: dict, exchange: dict | None, keep_completion: bool = Tr
                        **meta)
     if status != 200:
         return Outcome("failed", error_class=exchange.get("error_class") or f"http_{status}", **meta)
-    parsed = parse_exchange(exchange)
+    parsed = parsed or parse_exchange(exchange)
     if not parsed.complete:
         cls = "truncated" if "sse_lines" in exchange else "failed"
         return Outcome(cls, findings=parsed.findings, error_class="truncated" if cls == "truncated" else "bad_body",
@@ -1843,9 +1845,11 @@ _KEPT_HEADERS = ("content-type", "x-request-id", "request-id", "x-openrouter-pro
 
 
 def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, timeout: float,
-              secrets: tuple) -> dict:
-    """One HTTP attempt -> a final exchange dict, or Transient/Fatal. The one place where
-    `requests` exceptions become k2vv error classes (STYLE §5)."""
+              secrets: tuple) -> tuple[dict, Parsed | None]:
+    """One HTTP attempt -> (final exchange dict, its parsed answer or None for a rejection), or
+    Transient/Fatal/Final. The parse that proves an answer complete is returned, so the runner scores
+    it without parsing it again. The one place where `requests` exceptions become k2vv error classes
+    (STYLE §5)."""
     import requests
     started = time.monotonic()
     deadline = started + timeout
@@ -1866,7 +1870,7 @@ def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, ti
     kept = {k: resp.headers[k] for k in _KEPT_HEADERS if k in resp.headers}
     status = resp.status_code
     try:
-        ttfb = None
+        ttfb = parsed = None
         if status != 200:
             text = redact(resp.content[:8192].decode("utf-8", "replace"), secrets)
             if status in (401, 403, 404):
@@ -1885,8 +1889,8 @@ def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, ti
                 lines.append(payload_line)
                 if time.monotonic() > deadline:
                     raise Transient("timeout")
-            exchange = {"status": 200, "sse_lines": lines}
-            if not reassemble_stream(lines).complete:
+            exchange, parsed = {"status": 200, "sse_lines": lines}, reassemble_stream(lines)
+            if not parsed.complete:
                 raise Transient("truncated")
         else:
             raw = resp.content
@@ -1895,9 +1899,9 @@ def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, ti
                 body = json.loads(raw)
             except ValueError:
                 raise Transient("bad_body") from None
-            if not parse_completion(body).complete:
+            exchange, parsed = {"status": 200, "body": body}, parse_completion(body)
+            if not parsed.complete:
                 raise Transient("bad_body")
-            exchange = {"status": 200, "body": body}
     except requests.exceptions.Timeout:
         raise Transient("timeout") from None
     except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError,
@@ -1909,7 +1913,7 @@ def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, ti
     exchange["headers"] = kept
     exchange["timing"] = {"ttfb_ms": round(((ttfb or done) - started) * 1000, 1),
                           "total_ms": round((done - started) * 1000, 1)}
-    return exchange
+    return exchange, parsed
 
 
 @dataclass
@@ -2024,35 +2028,36 @@ class Runner:
             session.trust_env = True
         return session
 
-    def fetch(self, item: WorkItem) -> tuple[dict | None, str | None, int, str | None]:
-        """(exchange, error_class, attempts, detail): a final exchange, or the last error after the caps."""
+    def fetch(self, item: WorkItem) -> tuple[dict | None, Parsed | None, str | None, int, str | None]:
+        """(exchange, parsed, error_class, attempts, detail): a final exchange and its parsed answer,
+        or the last error after the caps."""
         payload = canonical_json(item.body)
         stream = bool(item.body.get("stream"))
         started = time.monotonic()
         error = None
         for attempt in range(1, self.retries + 2):
             if self.stop.is_set():
-                return None, error or "interrupted", attempt - 1, None
+                return None, None, error or "interrupted", attempt - 1, None
             with self._lock:
                 self.state.sent += 1
             try:
-                exchange = send_once(self._session(), self.provider.url, payload, self.headers, stream,
+                exchange, parsed = send_once(self._session(), self.provider.url, payload, self.headers, stream,
                                      self.timeout, self.secrets)
                 exchange.update(v=CACHE_VERSION, attempts=attempt, at=utc_now())
-                return exchange, None, attempt, None
+                return exchange, parsed, None, attempt, None
             except Fatal as err:
                 self._refused(err)
-                return None, err.error_class, attempt, None
+                return None, None, err.error_class, attempt, None
             except Final as err:
-                return None, err.error_class, attempt, err.text
+                return None, None, err.error_class, attempt, err.text
             except Transient as err:
                 error = err.error_class
                 if attempt > self.retries or time.monotonic() - started > max(REQUEST_TIME_CAP, 2 * self.timeout):
-                    return None, error, attempt, None
+                    return None, None, error, attempt, None
                 with self._lock:
                     self.state.retries += 1
                 self.stop.wait(backoff_delay(attempt, err.retry_after, self.rng))
-        return None, error, self.retries + 1, None
+        return None, None, error, self.retries + 1, None
 
     def _refused(self, err: Fatal) -> None:
         """Stop the run when the provider refuses it before any success: at once for a bad key (401)
@@ -2069,7 +2074,7 @@ class Runner:
         with self._lock:
             self.in_flight += 1
         try:
-            exchange, error, attempts, detail = self.fetch(item)
+            exchange, parsed, error, attempts, detail = self.fetch(item)
         finally:
             with self._lock:
                 self.in_flight -= 1
@@ -2077,7 +2082,7 @@ class Runner:
             if exchange["status"] == 200:
                 self.any_success = True
             self.writer.set(item.key, exchange)
-            outcome = self.outcomes[item.key] = score_exchange(item.case.body, exchange)
+            outcome = self.outcomes[item.key] = score_exchange(item.case.body, exchange, parsed=parsed)
         elif error == "interrupted":
             return
         else:
@@ -4281,9 +4286,14 @@ def _run(args, job: Job) -> int:
     job.out_dir.mkdir(parents=True, exist_ok=True)
     with open_cache(job.cache_dir) as cache:
         if args.refresh:
-            todo, cached = job.items, 0
-        else:
-            todo = [it for it, found in zip(job.items, cache.get_each([it.key for it in job.items])) if found is None]
+            todo, cached, known = job.items, 0, {}
+        else:  # cached answers are scored as they are found: each is read and parsed once per run
+            todo, known = [], {}
+            for it, found in zip(job.items, cache.get_each([it.key for it in job.items])):
+                if found is None:
+                    todo.append(it)
+                else:
+                    known[it.key] = score_exchange(it.case.body, found)
             cached = len(job.items) - len(todo)
         _report_damage(cache)
         seen, unique = set(), []
@@ -4321,7 +4331,7 @@ def _run(args, job: Job) -> int:
                 problem = f"HTTP 404 before any success: check --base-url ({_public_url(job.provider.url)} was not found)"
             print(f"k2vv: {problem}; stopped after {runner.state.sent} requests", file=sys.stderr)
             return EXIT_USAGE
-        summary, outcomes = summary_of(args, job, cache, runner.outcomes)
+        summary, outcomes = summary_of(args, job, cache, {**known, **runner.outcomes})
         finalize_results(job, outcomes)
     write_json_atomic(job.summary_path, summary)
     _emit(args, summary)
