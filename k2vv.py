@@ -31,9 +31,8 @@ if sys.version_info < (3, 10):  # before any import that would die with a traceb
     sys.exit(2)
 
 import argparse
+import contextlib
 import copy
-import dataclasses
-import gc
 import gzip
 import hashlib
 import html
@@ -136,12 +135,18 @@ class CacheDamage(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Case:
-    """One test-set line. `body` is the line without k2vv-only keys; `case_id` is its identity."""
+    """One test-set line. `body` is the line without k2vv-only keys; `id` the line's own id, if any."""
     data_index: int
-    case_id: str
+    id: str | None
     body: dict
     expected: Any = None
     meta: Any = None
+
+    @property
+    def case_id(self) -> str:
+        """The case's identity (DESIGN §3): its `id`, else the hash of its canonical body. Computed
+        when asked: only results.jsonl needs it, and a canonical dump per line is 10% of `score`."""
+        return self.id if self.id is not None else sha256_hex(canonical_json(self.body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,10 +275,11 @@ def json_lines(lines: Iterable[bytes | str], path: str, errors: list):
             errors.append(InputError(path, number, "nested too deeply to read", "at most ~900 levels"))
 
 
-def parse_test_set(lines: Iterable[bytes | str], path: str = "<test set>") -> list[Case]:
-    """Cases from K2VV JSONL lines. data_index is the 1-based *physical* line number (blank lines
-    count, as in K2VV). Every bad line is collected and raised at once as InputErrors."""
-    cases, errors, seen_ids = [], [], {}
+def iter_cases(lines: Iterable[bytes | str], path: str, errors: list):
+    """Cases from K2VV JSONL lines, one at a time, so a test set of any size is read in flat memory.
+    data_index is the 1-based *physical* line number (blank lines count, as in K2VV). A bad line
+    becomes an InputError in `errors` (every one is reported) and is not yielded."""
+    seen_ids = {}
     for number, line in json_lines(lines, path, errors):
         if not isinstance(line, dict):
             errors.append(InputError(path, number, f"the line is {_json_type(line)}",
@@ -290,22 +296,28 @@ def parse_test_set(lines: Iterable[bytes | str], path: str = "<test set>") -> li
                     problems.append(f"messages[{i}] has no string role (expected an object with role)")
         if "tools" in line:
             problems += _check_tools(line["tools"], "tools")
-        if "id" in line and not isinstance(line["id"], str):
-            problems.append(f"id is {_json_type(line['id'])} (expected a string)")
+        own_id = line.get("id")
+        if own_id is not None and not isinstance(own_id, str):
+            problems.append(f"id is {_json_type(own_id)} (expected a string)")
         if "expected" in line and not isinstance(line["expected"], (list, type(None))):
             problems.append(f"expected is {_json_type(line['expected'])} (expected an array of calls)")
         if problems:
             errors.extend(InputError(path, number, p) for p in problems)
             continue
-        body = {k: v for k, v in line.items() if k not in K2VV_ONLY_KEYS}
-        case_id = line["id"] if isinstance(line.get("id"), str) else sha256_hex(canonical_json(body))
-        if "id" in line:
-            first = seen_ids.setdefault(case_id, number)
+        if own_id is not None:
+            first = seen_ids.setdefault(own_id, number)
             if first != number:
-                errors.append(InputError(path, number, f"id {case_id!r} was already used on line {first}",
+                errors.append(InputError(path, number, f"id {own_id!r} was already used on line {first}",
                                          "ids unique within a test set"))
                 continue
-        cases.append(Case(number, case_id, body, line.get("expected"), line.get("k2vv")))
+        body = {k: v for k, v in line.items() if k not in K2VV_ONLY_KEYS} if line.keys() & K2VV_ONLY_KEYS else line
+        yield Case(number, own_id, body, line.get("expected"), line.get("k2vv"))
+
+
+def parse_test_set(lines: Iterable[bytes | str], path: str = "<test set>") -> list[Case]:
+    """Every case of a test set as a list; every bad line raised at once as InputErrors."""
+    errors = []
+    cases = list(iter_cases(lines, path, errors))
     if errors:
         raise InputErrors(errors)
     return cases
@@ -375,9 +387,22 @@ def prepare_request(body: dict, model: str, temperature: float | None = None,
 
 
 def cache_key(url: str, body: dict, headers: dict, sample: int) -> str:
-    """sha256 of the canonical JSON of what identifies one exchange. The API key is left out so a
-    cache can be copied without leaking it; `sample` keeps --trials K answers apart."""
-    return sha256_hex(canonical_json({"url": url, "body": body, "headers": headers, "sample": sample}))
+    """sha256 of the canonical JSON of what identifies one exchange: {body, headers, sample, url}.
+    The API key is left out so a cache can be copied without leaking it; `sample` keeps --trials K
+    answers apart."""
+    return payload_key(canonical_json(body), key_frame(url, headers), sample)
+
+
+def key_frame(url: str, headers: dict) -> tuple[bytes, bytes]:
+    """The bytes around the body and the sample in that canonical JSON. Canonical JSON of an
+    object is `{` + its sorted `"key":value` members + `}`, so the key of a prepared body can be
+    hashed from the very bytes that are sent: one dump per request instead of two."""
+    return b',"headers":' + canonical_json(headers) + b',"sample":', b',"url":' + canonical_json(url) + b"}"
+
+
+def payload_key(payload: bytes, frame: tuple[bytes, bytes], sample: int) -> str:
+    """cache_key from canonical_json(body) (the payload) and key_frame(url, headers)."""
+    return sha256_hex(b'{"body":' + payload + frame[0] + str(int(sample)).encode() + frame[1])
 
 
 # ---- 2c. parsing answers: JSON bodies and SSE streams ----------------------------------------
@@ -1023,16 +1048,17 @@ def f1_of(tp: int, fp: int, fn: int) -> float | None:
 
 def bootstrap_f1(per_case: list, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> list | None:
     """95% percentile interval of F1 when whole cases are resampled. `per_case` holds one
-    (tp, fp, fn) tuple per case (several trials add up). Cases with equal tuples are
-    interchangeable, so one resample is a multinomial draw over the distinct tuples: O(distinct)."""
-    if not per_case:
-        return None
-    groups = Counter(per_case)
+    (tp, fp, fn) tuple per case (several trials add up), or a Counter of them. Cases with equal
+    tuples are interchangeable, so one resample is a multinomial draw over the distinct tuples."""
+    groups = per_case if isinstance(per_case, Counter) else Counter(per_case)
     kinds, weights = list(groups), list(groups.values())
+    cases = sum(weights)
+    if not cases:
+        return None
     rng = random.Random(seed)
     scores = []
     for _ in range(resamples):
-        counts = multinomial(rng, len(per_case), weights)
+        counts = multinomial(rng, cases, weights)
         tp = sum(c * k[0] for c, k in zip(counts, kinds))
         fp = sum(c * k[1] for c, k in zip(counts, kinds))
         fn = sum(c * k[2] for c, k in zip(counts, kinds))
@@ -1079,79 +1105,65 @@ def request_fingerprint(body: dict) -> str:
     return sha256_hex(canonical_json({"messages": messages, "tools": body.get("tools")}))
 
 
-def load_k2vv_results(lines: Iterable[str], cases: list[Case], path: str = "results.jsonl") -> tuple[dict, dict]:
-    """Baseline answers from a K2VV `results.jsonl`, paired by `data_index` and checked by request
-    fingerprint (K2VV's own `hash` includes the model, so it never matches across providers).
-    Returns ({case_id: BaselineAnswer}, {"matched", "unmatched", "mismatched"})."""
-    by_index = {c.data_index: c for c in cases}
-    latest: dict[int, dict] = {}
+def k2vv_result_answers(lines: Iterable[str], path: str = "results.jsonl") -> dict:
+    """{data_index: (last_run_at, request fingerprint, BaselineAnswer)} from a K2VV `results.jsonl`,
+    the newest line per data_index (as K2VV keeps it). Pair them with cases by `match_k2vv_result`:
+    the data_index, checked by request fingerprint (K2VV's own `hash` includes the model, so it
+    never matches across providers). Every line that is not a results line is raised at once."""
+    latest: dict[int, tuple] = {}
     errors = []
     for number, rec in json_lines(lines, path, errors):
         if not isinstance(rec, dict) or not isinstance(rec.get("data_index"), int):
             errors.append(InputError(path, number, "no integer data_index", "a K2VV results line"))
             continue
+        at = str(rec.get("last_run_at", ""))
         old = latest.get(rec["data_index"])
-        if old is None or str(rec.get("last_run_at", "")) >= str(old.get("last_run_at", "")):
-            latest[rec["data_index"]] = rec  # K2VV keeps the newest line per data_index
-    if errors:
-        raise InputErrors(errors)
-    answers, stats = {}, {"matched": 0, "unmatched": 0, "mismatched": 0}
-    for index, rec in sorted(latest.items()):
-        case = by_index.get(index)
-        if case is None:
-            stats["unmatched"] += 1
+        if old is not None and at < old[0]:
             continue
         request = rec.get("request") if isinstance(rec.get("request"), dict) else {}
-        if request_fingerprint(request) != request_fingerprint(case.body):
-            stats["mismatched"] += 1
-            continue
         response = rec.get("response") if isinstance(rec.get("response"), dict) else {}
         names = ()
         choices = response.get("choices") or []
         if choices and isinstance(choices[0], dict):
             calls = (choices[0].get("message") or {}).get("tool_calls") or []
             names = tuple((c.get("function") or {}).get("name") for c in calls if isinstance(c, dict))
-        answers[case.case_id] = BaselineAnswer(rec.get("status") == "success",
-                                               rec.get("finish_reason") == "tool_calls", names)
-        stats["matched"] += 1
-    return answers, stats
+        latest[rec["data_index"]] = (at, request_fingerprint(request), BaselineAnswer(
+            rec.get("status") == "success", rec.get("finish_reason") == "tool_calls", names))
+    if errors:
+        raise InputErrors(errors)
+    return latest
+
+
+def match_k2vv_result(answers: dict, case: Case, stats: Counter) -> BaselineAnswer | None:
+    """The K2VV result for `case`, if one has its data_index and the same request; counted in
+    stats["matched"] or stats["mismatched"]."""
+    found = answers.get(case.data_index)
+    if found is None:
+        return None
+    if found[1] != request_fingerprint(case.body):
+        stats["mismatched"] += 1
+        return None
+    stats["matched"] += 1
+    return found[2]
+
+
+def load_k2vv_results(lines: Iterable[str], cases: list[Case], path: str = "results.jsonl") -> tuple[dict, dict]:
+    """({case_id: BaselineAnswer}, {"matched", "unmatched", "mismatched"}) for cases in memory."""
+    answers, stats, matched = k2vv_result_answers(lines, path), Counter(), {}
+    for case in cases:
+        base = match_k2vv_result(answers, case, stats)
+        if base is not None:
+            matched[case.case_id] = base
+    stats["unmatched"] = len(answers) - stats["matched"] - stats["mismatched"]
+    return matched, {k: stats[k] for k in ("matched", "unmatched", "mismatched")}
 
 
 def compare_with_baseline(cases: list[Case], outcomes: dict, baseline: dict, trials: int = 1) -> dict:
-    """TP/FP/FN/TN over (case, trial) pairs where both sides answered (DESIGN §8), with coverage
-    = scored pairs / all pairs, tool-name agreement on TP pairs and a bootstrap interval for F1."""
-    tp = fp = fn = tn = names_equal = 0
-    per_case = []
+    """TP/FP/FN/TN against a baseline ({case_id: BaselineAnswer}) for outcomes held in memory."""
+    tally = Tally(trials, with_baseline=True)
     for case in cases:
-        base = baseline.get(case.case_id)
-        ctp = cfp = cfn = 0
-        for sample in range(trials):
-            mine = outcomes.get((case.case_id, sample))
-            if base is None or mine is None or not base.answered or not mine.answered:
-                continue
-            if mine.triggered and base.triggered:
-                ctp += 1
-                names_equal += sorted(mine.names, key=str) == sorted(base.names, key=str)
-            elif mine.triggered:
-                cfp += 1
-            elif base.triggered:
-                cfn += 1
-            else:
-                tn += 1
-        tp, fp, fn = tp + ctp, fp + cfp, fn + cfn
-        if base is not None and base.answered:
-            per_case.append((ctp, cfp, cfn))
-    pairs = tp + fp + fn + tn
-    total = len(cases) * trials
-    return {
-        "pairs": pairs, "coverage": _round(pairs / total) if total else None,
-        "TP": tp, "FP": fp, "FN": fn, "TN": tn,
-        "precision": _round(tp / (tp + fp)) if tp + fp else None,
-        "recall": _round(tp / (tp + fn)) if tp + fn else None,
-        "f1": _round(f1_of(tp, fp, fn)),
-        "f1_ci": bootstrap_f1(per_case) if pairs else None,
-        "name_agreement": _round(names_equal / tp) if tp else None,
-    }
+        tally.add([outcomes.get((case.case_id, s)) or UNANSWERED for s in range(trials)], baseline.get(case.case_id))
+    return tally.comparison()
 
 
 # ---- 2h. summary and verdict ---------------------------------------------------------------------
@@ -1198,118 +1210,171 @@ def decide_verdict(schema_ci, answered_share, baseline: dict | None, thresholds:
     return {"status": status, "reasons": reasons, "thresholds": thresholds}
 
 
-def summarise(cases: list[Case], outcomes: dict, *, trials: int = 1, baseline: dict | None = None,
-              baseline_info: dict | None = None, thresholds: dict, info: dict) -> dict:
-    """The summary.json of one provider run: K2VV's fields with K2VV's names, then k2vv's. Pure:
-    computed from test set + scored cache alone, so `run` and `score` agree byte for byte."""
-    responses = Counter()
-    call_classes = Counter()
-    findings = Counter()
-    finish = Counter()
-    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    usage_sources = Counter()
-    totals, ttfbs, attempts, stamps = [], [], Counter(), []
-    scored_calls = valid_calls = 0
-    pass_any = pass_all = 0  # cases with at least one / every trial passing (pass@k, pass^k)
-    for case in cases:
-        passed = 0
-        for sample in range(trials):
-            out = outcomes.get((case.case_id, sample)) or Outcome("unanswered")
-            responses[out.response_class] += 1
-            findings.update(out.findings)
+UNANSWERED = Outcome("unanswered")
+
+
+class Tally:
+    """Running counters of one provider's answers, fed one case (all its trials) at a time, so a
+    summary of any number of cases needs flat memory. Percentiles keep one number per answer;
+    the F1 bootstrap only a count per distinct (tp, fp, fn) tuple."""
+
+    def __init__(self, trials: int = 1, with_baseline: bool = False):
+        self.trials, self.with_baseline = trials, with_baseline
+        self.cases = 0
+        self.responses, self.call_classes, self.findings, self.finish = Counter(), Counter(), Counter(), Counter()
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        self.usage_sources, self.attempts = Counter(), Counter()
+        self.totals, self.ttfbs = [], []
+        self.first = self.last = None  # (at, total_ms) of the earliest and the latest answer
+        self.scored_calls = self.valid_calls = 0
+        self.pass_any = self.pass_all = 0  # cases with at least one / every trial passing (pass@k, pass^k)
+        self.tp = self.fp = self.fn = self.tn = self.names_equal = 0
+        self.per_case = Counter()  # (tp, fp, fn) of each case the baseline answered
+
+    def add(self, outcomes: list, base: BaselineAnswer | None = None) -> None:
+        """Fold one case: its outcome per trial (UNANSWERED where there is none) and the
+        baseline's answer for it (None when the baseline has none)."""
+        self.cases += 1
+        passed = ctp = cfp = cfn = 0
+        for out in outcomes:
+            self.responses[out.response_class] += 1
+            if out.findings:
+                self.findings.update(out.findings)
             if out.attempts:
-                attempts[str(out.attempts)] += 1
+                self.attempts[str(out.attempts)] += 1
             if out.at:
-                stamps.append((out.at, (out.timing or {}).get("total_ms") or 0))
+                stamp = (out.at, (out.timing or {}).get("total_ms") or 0)
+                self.first = stamp if self.first is None else min(self.first, stamp)
+                self.last = stamp if self.last is None else max(self.last, stamp)
             if not out.answered:
                 continue
-            finish[out.finish_reason] += 1
-            usage_sources[out.usage_source] += 1
+            self.finish[out.finish_reason] += 1
+            self.usage_sources[out.usage_source] += 1
             if out.usage:
-                for key in usage:
+                for key in self.usage:
                     value = out.usage.get(key)
-                    usage[key] += value if isinstance(value, int) else 0
+                    self.usage[key] += value if isinstance(value, int) else 0
             if out.timing:
                 if isinstance(out.timing.get("total_ms"), (int, float)):
-                    totals.append(out.timing["total_ms"])
+                    self.totals.append(out.timing["total_ms"])
                 if isinstance(out.timing.get("ttfb_ms"), (int, float)):
-                    ttfbs.append(out.timing["ttfb_ms"])
+                    self.ttfbs.append(out.timing["ttfb_ms"])
             if out.triggered:
                 for call in out.calls:
-                    call_classes[call.cls] += 1
+                    self.call_classes[call.cls] += 1
                     if call.cls != "unscored":
-                        scored_calls += 1
-                        valid_calls += call.cls == "valid"
-            base = (baseline or {}).get(case.case_id)
+                        self.scored_calls += 1
+                        self.valid_calls += call.cls == "valid"
             agrees = base is None or not base.answered or base.triggered == out.triggered
             passed += out.response_class in ("valid", "no_call") and agrees
-        pass_any += passed > 0
-        pass_all += passed == trials
-    ok = responses["valid"]
-    bad = responses["invalid"] + responses["empty_tool_calls"]
-    success = sum(responses[c] for c in ANSWERED)
-    total = len(cases) * trials
-    totals.sort()
-    ttfbs.sort()
-    started = min(stamps)[0] if stamps else None
-    finished = max(stamps)[0] if stamps else None
-    others = {str(k): v for k, v in sorted(finish.items(), key=lambda kv: str(kv[0]))
-              if k not in ("stop", "tool_calls")}
-    comparison = None
-    if baseline is not None:
-        comparison = compare_with_baseline(cases, outcomes, baseline, trials)
-        if baseline_info:
-            comparison.update(baseline_info)
-    schema_ci = wilson(ok, ok + bad)
-    summary = {
-        "model": info.get("model"),
-        "success_count": success,
-        "failure_count": total - success,
-        "finish_stop": finish["stop"],
-        "finish_tool_calls": finish["tool_calls"],
-        "finish_others": sum(others.values()),
-        "finish_others_detail": others,
-        "schema_validation_error_count": bad,
-        "successful_tool_call_count": ok,
-        "usage": usage,
-        "eval_started_at": started,
-        "eval_finished_at": finished,
-        "eval_duration_ms": _span_ms(stamps),
-        "schema_accuracy": _round(ok / (ok + bad)) if ok + bad else None,
-        "schema_accuracy_ci": schema_ci,
-        "per_call_schema_accuracy": _round(valid_calls / scored_calls) if scored_calls else None,
-        "classes": {"responses": {c: responses[c] for c in RESPONSE_CLASSES},
-                    "calls": {c: call_classes[c] for c in CALL_CLASSES}},
-        "findings": dict(sorted(findings.items())),
-        "usage_sources": {s: usage_sources[s] for s in ("top_level", "per_choice", "none")},
-        "latency": {"p50": percentile(totals, 50), "p90": percentile(totals, 90),
-                    "p99": percentile(totals, 99), "ttfb_p50": percentile(ttfbs, 50)},
-        "attempts": dict(sorted(attempts.items(), key=lambda kv: int(kv[0]))),
-        "baseline": comparison,
-        "trials": None,
-        "verdict": decide_verdict(schema_ci, success / total if total else None, comparison, thresholds),
-        "k2vv": dict(info, version=__version__),
-    }
-    if trials > 1:
-        summary["trials"] = {
-            "k": trials,
-            "pass_at_k": _round(pass_any / len(cases)) if cases else None,
-            "pass_hat_k": _round(pass_all / len(cases)) if cases else None,
+            if base is None or not base.answered:
+                continue
+            if out.triggered and base.triggered:  # pairs where both sides answered (DESIGN §8)
+                ctp += 1
+                self.names_equal += sorted(out.names, key=str) == sorted(base.names, key=str)
+            elif out.triggered:
+                cfp += 1
+            elif base.triggered:
+                cfn += 1
+            else:
+                self.tn += 1
+        self.pass_any += passed > 0
+        self.pass_all += passed == self.trials
+        self.tp, self.fp, self.fn = self.tp + ctp, self.fp + cfp, self.fn + cfn
+        if base is not None and base.answered:
+            self.per_case[(ctp, cfp, cfn)] += 1
+
+    def comparison(self) -> dict:
+        """TP/FP/FN/TN over (case, trial) pairs where both sides answered, with coverage = scored
+        pairs / all pairs, tool-name agreement on TP pairs and a bootstrap interval for F1."""
+        tp, fp, fn, tn = self.tp, self.fp, self.fn, self.tn
+        pairs = tp + fp + fn + tn
+        total = self.cases * self.trials
+        return {
+            "pairs": pairs, "coverage": _round(pairs / total) if total else None,
+            "TP": tp, "FP": fp, "FN": fn, "TN": tn,
+            "precision": _round(tp / (tp + fp)) if tp + fp else None,
+            "recall": _round(tp / (tp + fn)) if tp + fn else None,
+            "f1": _round(f1_of(tp, fp, fn)),
+            "f1_ci": bootstrap_f1(self.per_case) if pairs else None,
+            "name_agreement": _round(self.names_equal / tp) if tp else None,
         }
-    return summary
+
+    def summary(self, *, thresholds: dict, info: dict, baseline_info: dict | None = None) -> dict:
+        """The summary.json of one provider run: K2VV's fields with K2VV's names, then k2vv's."""
+        responses, finish = self.responses, self.finish
+        ok = responses["valid"]
+        bad = responses["invalid"] + responses["empty_tool_calls"]
+        success = sum(responses[c] for c in ANSWERED)
+        total = self.cases * self.trials
+        totals, ttfbs = sorted(self.totals), sorted(self.ttfbs)
+        others = {str(k): v for k, v in sorted(finish.items(), key=lambda kv: str(kv[0]))
+                  if k not in ("stop", "tool_calls")}
+        comparison = None
+        if self.with_baseline:
+            comparison = self.comparison()
+            if baseline_info:
+                comparison.update(baseline_info)
+        schema_ci = wilson(ok, ok + bad)
+        summary = {
+            "model": info.get("model"),
+            "success_count": success,
+            "failure_count": total - success,
+            "finish_stop": finish["stop"],
+            "finish_tool_calls": finish["tool_calls"],
+            "finish_others": sum(others.values()),
+            "finish_others_detail": others,
+            "schema_validation_error_count": bad,
+            "successful_tool_call_count": ok,
+            "usage": dict(self.usage),
+            "eval_started_at": self.first[0] if self.first else None,
+            "eval_finished_at": self.last[0] if self.last else None,
+            "eval_duration_ms": _span_ms(self.first, self.last),
+            "schema_accuracy": _round(ok / (ok + bad)) if ok + bad else None,
+            "schema_accuracy_ci": schema_ci,
+            "per_call_schema_accuracy": _round(self.valid_calls / self.scored_calls) if self.scored_calls else None,
+            "classes": {"responses": {c: responses[c] for c in RESPONSE_CLASSES},
+                        "calls": {c: self.call_classes[c] for c in CALL_CLASSES}},
+            "findings": dict(sorted(self.findings.items())),
+            "usage_sources": {s: self.usage_sources[s] for s in ("top_level", "per_choice", "none")},
+            "latency": {"p50": percentile(totals, 50), "p90": percentile(totals, 90),
+                        "p99": percentile(totals, 99), "ttfb_p50": percentile(ttfbs, 50)},
+            "attempts": dict(sorted(self.attempts.items(), key=lambda kv: int(kv[0]))),
+            "baseline": comparison,
+            "trials": None,
+            "verdict": decide_verdict(schema_ci, success / total if total else None, comparison, thresholds),
+            "k2vv": dict(info, version=__version__),
+        }
+        if self.trials > 1:
+            summary["trials"] = {
+                "k": self.trials,
+                "pass_at_k": _round(self.pass_any / self.cases) if self.cases else None,
+                "pass_hat_k": _round(self.pass_all / self.cases) if self.cases else None,
+            }
+        return summary
 
 
-def _span_ms(stamps: list) -> int | None:
+def summarise(cases: list[Case], outcomes: dict, *, trials: int = 1, baseline: dict | None = None,
+              baseline_info: dict | None = None, thresholds: dict, info: dict) -> dict:
+    """summary.json from outcomes held in memory ({(case_id, sample): Outcome}); `score` and `run`
+    fold the same Tally while they stream, so both agree byte for byte."""
+    tally = Tally(trials, with_baseline=baseline is not None)
+    for case in cases:
+        tally.add([outcomes.get((case.case_id, s)) or UNANSWERED for s in range(trials)],
+                  (baseline or {}).get(case.case_id))
+    return tally.summary(thresholds=thresholds, info=info, baseline_info=baseline_info)
+
+
+def _span_ms(first: tuple | None, last: tuple | None) -> int | None:
     """Wall time covered by the cached answers: first `at` to last `at` + its duration."""
-    if not stamps:
+    if not first or not last:
         return None
     try:
         from datetime import datetime
-        first = datetime.fromisoformat(min(stamps)[0].replace("Z", "+00:00"))
-        last_at, last_ms = max(stamps)
-        last = datetime.fromisoformat(last_at.replace("Z", "+00:00"))
-        return int((last - first).total_seconds() * 1000 + last_ms)
-    except (ValueError, TypeError):
+        start = datetime.fromisoformat(first[0].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(last[0].replace("Z", "+00:00"))
+        return int((end - start).total_seconds() * 1000 + last[1])
+    except (ValueError, TypeError, AttributeError):
         return None
 
 
@@ -1338,56 +1403,90 @@ def resource(relative: str) -> bytes:
 
 @dataclass
 class TestSet:
-    cases: list
-    sha256: str
+    """A test set, walked a line at a time each time its cases are wanted (a 100,000-line set
+    never sits in memory). `sha256` is known once a walk has read every line."""
     name: str
+    open_lines: Callable[[], Iterable[bytes]]  # a fresh iterator over its raw lines
     k2vv_results: list | None = None  # lines of a K2VV results file found beside the samples (tar.gz)
+    sha256: str | None = None
+
+    def cases(self, errors: list, limit: int | None = None):
+        """Its cases in order, checked as they are read: a bad line goes to `errors` (the caller
+        raises them all at the end). Lines past `limit` cases are still read and checked."""
+        digest = hashlib.sha256()
+
+        def hashed():
+            for raw in self.open_lines():
+                digest.update(raw)
+                yield raw
+        for n, case in enumerate(iter_cases(hashed(), self.name, errors)):
+            if limit is None or n < limit:
+                yield case
+        sha = digest.hexdigest()
+        if self.sha256 is not None and sha != self.sha256:
+            raise K2vvError(f"{self.name}: the test set changed while k2vv was reading it; run again")
+        self.sha256 = sha
+
+    def all_cases(self) -> list:
+        errors = []
+        cases = list(self.cases(errors))
+        if errors:
+            raise InputErrors(errors)
+        return cases
 
 
-def _read_lines(data: bytes) -> list[bytes]:
-    return data.split(b"\n") if data else []
+def _file_lines(path: str, opener, what: str):
+    """Lines of a file opened by `opener()`, read lazily; a read error names the file."""
+    import zlib
+    try:
+        with opener() as fh:
+            yield from fh
+    except (OSError, EOFError, zlib.error, tarfile.TarError) as err:
+        raise K2vvError(f"{path}: cannot read the test set: {what} ({getattr(err, 'strerror', None) or err})") from None
 
 
 def load_test_set(path: str | None) -> TestSet:
-    """Read a test set: `.jsonl`, `.jsonl.gz`, or a `.tar.gz` like the official K2VV download
-    (its samples file is picked; a K2VV results file beside it is kept as a baseline)."""
+    """Open a test set: `.jsonl`, `.jsonl.gz`, or a `.tar.gz` like the official K2VV download
+    (its samples file is picked; a K2VV results file beside it is kept as a baseline). Lines are
+    read when cases are walked; a file that cannot be opened at all is reported here."""
     if path is None:
         data = resource(BUNDLED_TESTSET)
-        return TestSet(parse_test_set(_read_lines(data), "bundled:" + BUNDLED_TESTSET), sha256_hex(data),
-                       "bundled:" + BUNDLED_TESTSET)
+        return TestSet("bundled:" + BUNDLED_TESTSET, lambda: io.BytesIO(data))
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        with open(p, "rb"):
+            pass
     except OSError as err:
         raise K2vvError(f"{path}: cannot read the test set ({err.strerror or err})") from None
-    results = None
-    name = str(path)
     if p.name.endswith((".tar.gz", ".tgz")):
-        raw, inner, results = _from_tarball(raw, path)
-        name = f"{path}:{inner}"
-    elif p.name.endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise K2vvError(f"{path}: not a valid gzip file ({err})") from None
-    return TestSet(parse_test_set(_read_lines(raw), name), sha256_hex(raw), name, results)
+        inner, results = _tarball_members(path)
+
+        @contextlib.contextmanager
+        def samples():
+            with tarfile.open(path, mode="r:*") as tar, tar.extractfile(inner) as fh:
+                yield fh
+        return TestSet(f"{path}:{inner}", lambda: _file_lines(path, samples, "not a readable .tar.gz"), results)
+    if p.name.endswith(".gz"):
+        return TestSet(str(path), lambda: _file_lines(path, lambda: gzip.open(p, "rb"), "not a valid gzip file"))
+    return TestSet(str(path), lambda: _file_lines(path, lambda: open(p, "rb"), "read error"))
 
 
-def _from_tarball(raw: bytes, path: str):
+def _tarball_members(path: str) -> tuple[str, list | None]:
+    """(name of the one samples .jsonl, lines of a K2VV results .jsonl or None) in a .tar.gz."""
     try:
-        tar = tarfile.open(fileobj=io.BytesIO(raw), mode="r:*")
-        members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".jsonl")
-                   and not os.path.basename(m.name).startswith(".")]
+        with tarfile.open(path, mode="r:*") as tar:
+            members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".jsonl")
+                       and not os.path.basename(m.name).startswith(".")]
+            samples = [m for m in members if "result" not in os.path.basename(m.name).lower()]
+            results = [m for m in members if "result" in os.path.basename(m.name).lower()]
+            if len(samples) != 1:
+                names = ", ".join(m.name for m in samples) or "none"
+                raise K2vvError(f"{path}: expected exactly one samples .jsonl inside, found {names}")
+            result_lines = (tar.extractfile(results[0]).read().decode("utf-8", "replace").splitlines()
+                            if results else None)
+            return samples[0].name, result_lines
     except (tarfile.TarError, OSError, EOFError) as err:
         raise K2vvError(f"{path}: not a readable .tar.gz ({err})") from None
-    samples = [m for m in members if "result" not in os.path.basename(m.name).lower()]
-    results = [m for m in members if "result" in os.path.basename(m.name).lower()]
-    if len(samples) != 1:
-        names = ", ".join(m.name for m in samples) or "none"
-        raise K2vvError(f"{path}: expected exactly one samples .jsonl inside, found {names}")
-    data = tar.extractfile(samples[0]).read()
-    result_lines = tar.extractfile(results[0]).read().decode("utf-8", "replace").splitlines() if results else None
-    return data, samples[0].name, result_lines
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -1468,7 +1567,7 @@ class ResponseCache:
         self.damaged: list[str] = []
         self._copy = None
         settings = dict(disk=_json_bytes_disk(), eviction_policy="none", size_limit=2 ** 62,
-                        cull_limit=0, statistics=False)
+                        cull_limit=0, statistics=False, sqlite_mmap_size=0, sqlite_cache_size=1024)
         if readonly and not (self.directory / "cache.db").exists():
             raise K2vvError(f"{self.directory}: no k2vv cache here (expected {self.directory}/cache.db);"
                             " pass --cache DIR or set K2VV_CACHE")
@@ -1916,12 +2015,14 @@ def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, ti
     return exchange, parsed
 
 
-@dataclass
+@dataclass(slots=True)
 class WorkItem:
+    """One (case, trial): the prepared body, the exact bytes sent (canonical JSON) and its cache key."""
     case: Case
     sample: int
     body: dict
     key: str
+    payload: bytes
 
 
 @dataclass
@@ -1946,8 +2047,7 @@ class Journal:
         self._fh = open(path, "a", encoding="utf-8")
         self._lock = threading.Lock()
 
-    def write(self, record: dict) -> None:
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+    def write(self, line: str) -> None:
         with self._lock:
             if self._fh.closed:  # a worker abandoned by a second Ctrl-C finishing late: its answer is cached
                 return
@@ -1968,14 +2068,22 @@ def k2vv_hash(body: dict) -> str:
     return hashlib.md5(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def result_record(item: WorkItem, outcome: Outcome, extra_body: dict) -> dict:
-    """One results.jsonl line: K2VV's fields (same names and meanings), then k2vv's."""
+def result_line(item: WorkItem, outcome: Outcome, extra_body: dict) -> str:
+    """One results.jsonl line: K2VV's fields (same names and meanings), then k2vv's. `request` is
+    the very bytes that were sent (canonical JSON), spliced in rather than dumped a second time."""
+    text = json.dumps(result_record(item, outcome, extra_body, request=None), ensure_ascii=False)
+    return text.replace('"request": null', '"request": ' + item.payload.decode("utf-8"), 1) + "\n"
+
+
+def result_record(item: WorkItem, outcome: Outcome, extra_body: dict, request: Any = ...) -> dict:
+    """result_line as a dict (`request` defaults to the prepared body)."""
     response = outcome.completion
     if response is None and outcome.response_class != "unanswered":
         response = {"error_type": outcome.error_class, "error_message": outcome.detail or outcome.error_class,
                     "error": None}
     return {
-        "data_index": item.case.data_index, "request": item.body, "extra_body": extra_body,
+        "data_index": item.case.data_index, "request": item.body if request is ... else request,
+        "extra_body": extra_body,
         "response": response, "status": outcome.status, "finish_reason": outcome.finish_reason,
         "tool_calls_valid": outcome.tool_calls_valid, "last_run_at": outcome.at,
         "duration_ms": int((outcome.timing or {}).get("total_ms") or 0), "hash": k2vv_hash(item.body),
@@ -2018,7 +2126,6 @@ class Runner:
         self._local = threading.local()
         self._lock = threading.Lock()
         self.state = RunState(0)
-        self.outcomes: dict = {}  # cache key -> Outcome of the answer this run stored
 
     def _session(self):
         session = getattr(self._local, "session", None)
@@ -2031,7 +2138,7 @@ class Runner:
     def fetch(self, item: WorkItem) -> tuple[dict | None, Parsed | None, str | None, int, str | None]:
         """(exchange, parsed, error_class, attempts, detail): a final exchange and its parsed answer,
         or the last error after the caps."""
-        payload = canonical_json(item.body)
+        payload = item.payload
         stream = bool(item.body.get("stream"))
         started = time.monotonic()
         error = None
@@ -2082,13 +2189,13 @@ class Runner:
             if exchange["status"] == 200:
                 self.any_success = True
             self.writer.set(item.key, exchange)
-            outcome = self.outcomes[item.key] = score_exchange(item.case.body, exchange, parsed=parsed)
+            outcome = score_exchange(item.case.body, exchange, parsed=parsed)
         elif error == "interrupted":
             return
         else:
             outcome = Outcome("truncated" if error == "truncated" else "failed", error_class=error,
                               attempts=attempts, at=utc_now(), detail=detail)
-        self.journal.write(result_record(item, outcome, self.extra_body))
+        self.journal.write(result_line(item, outcome, self.extra_body))
         with self._lock:
             self.state.done += 1
             self.state.failed += not outcome.answered and outcome.response_class != "rejected"
@@ -2107,13 +2214,24 @@ class Runner:
                 self.crash = self.crash or err
                 self.stop.set()
 
-    def run(self, items: list[WorkItem], already_cached: int) -> RunState:
-        """Send `items` with `concurrency` daemon workers fed through a bounded queue (memory stays
-        flat). Ctrl-C stops submitting and waits for the requests in flight; a second Ctrl-C
-        abandons them (daemon threads end with the process)."""
+    def skipped(self, cached: bool) -> None:
+        """One of the `total` items needs no request: its answer is cached, or an identical body is
+        being sent already (that one is not counted twice)."""
+        with self._lock:
+            if cached:
+                self.state.cached += 1
+                self.state.done += 1
+            else:
+                self.state.total -= 1
+        self.progress(self.state, False)
+
+    def run(self, items: Iterable[WorkItem], total: int) -> RunState:
+        """Send `items` (produced as they are needed; `skipped` counts the rest of `total`) with
+        `concurrency` daemon workers fed through a bounded queue, so memory stays flat. Ctrl-C stops
+        submitting and waits for the requests in flight; a second Ctrl-C abandons them (daemon
+        threads end with the process)."""
         import queue
-        self.state = RunState(total=len(items) + already_cached, cached=already_cached,
-                              done=already_cached, started=time.monotonic())
+        self.state = RunState(total=total, started=time.monotonic())
         todo = queue.Queue(maxsize=self.concurrency * 2)
         workers = [threading.Thread(target=self._worker, args=(todo,), daemon=True, name=f"k2vv-{i}")
                    for i in range(self.concurrency)]
@@ -4044,19 +4162,38 @@ def render_report_html(report: dict) -> str:
 
 @dataclass
 class Job:
-    """Everything `run` and `score` agree on: what is asked of whom, and where it is kept."""
+    """Everything `run` and `score` agree on: what is asked of whom, and where it is kept. Cases
+    are not held: each pass walks the test set again (flat memory at any size)."""
     provider: Provider
     test_set: TestSet
-    cases: list
-    items: list
+    limit: int | None
     trials: int
+    temperature: float | None
+    max_tokens: int | None
     extra_body: dict
+    normalize_tool_ids: bool
     settings: dict
+    min_f1: float | None
+    min_schema: float | None
     cache_dir: Path
     out_dir: Path
     results_path: Path
     summary_path: Path
-    thresholds: dict
+    frame: tuple = ()
+
+    def __post_init__(self):
+        self.frame = key_frame(self.provider.url, self.provider.public_headers())
+
+    def cases(self, errors: list):
+        return self.test_set.cases(errors, self.limit)
+
+    def items(self, case: Case, samples: int | None = None) -> list[WorkItem]:
+        """The case's prepared request, one WorkItem per trial (or the first `samples`)."""
+        body = prepare_request(case.body, self.provider.model, self.temperature, self.max_tokens,
+                               self.extra_body, self.normalize_tool_ids)
+        payload = canonical_json(body)
+        return [WorkItem(case, sample, body, payload_key(payload, self.frame, sample), payload)
+                for sample in range(self.trials if samples is None else samples)]
 
 
 def _slug(text: str) -> str:
@@ -4100,88 +4237,195 @@ def _public_url(url: str) -> str:
 
 
 def build_job(args, provider: Provider | None = None, test_set: TestSet | None = None) -> Job:
-    """Resolve flags, provider entry and test set into a Job; checks everything before any effect."""
+    """Resolve flags, provider entry and test set into a Job; checks the flags before any effect
+    (the test set's lines are checked by the first pass over them)."""
     provider = provider or resolve_provider_args(args)
     test_set = test_set or load_test_set(args.dataset)
-    cases = test_set.cases[: args.limit] if args.limit else test_set.cases
     temperature = args.temperature if args.temperature is not None else provider.temperature
     max_tokens = args.max_tokens if args.max_tokens is not None else provider.max_tokens
     extra_body = deep_merge(provider.extra_body or {}, _extra_body_arg(args.extra_body))
-    trials = args.trials
-    headers = provider.public_headers()
-    items = []
-    for case in cases:
-        body = prepare_request(case.body, provider.model, temperature, max_tokens, extra_body,
-                               args.normalize_tool_ids)
-        for sample in range(trials):
-            items.append(WorkItem(case, sample, body, cache_key(provider.url, body, headers, sample)))
-    temps = [it.body.get("temperature") for it in items if isinstance(it.body.get("temperature"), (int, float))]
-    typical_temp = Counter(temps).most_common(1)[0][0] if temps else None
     out_dir = Path(args.out) if args.out else Path("runs") / _slug(provider.name)
     settings = {"temperature": temperature, "max_tokens": max_tokens, "extra_body": extra_body,
-                "trials": trials, "limit": args.limit, "normalize_tool_ids": bool(args.normalize_tool_ids),
-                "headers": sorted(headers)}
-    return Job(provider, test_set, cases, items, trials, extra_body, settings,
+                "trials": args.trials, "limit": args.limit, "normalize_tool_ids": bool(args.normalize_tool_ids),
+                "headers": sorted(provider.public_headers())}
+    return Job(provider, test_set, args.limit or None, args.trials, temperature, max_tokens, extra_body,
+               bool(args.normalize_tool_ids), settings, args.min_f1, args.min_schema_accuracy,
                default_cache_dir(args.cache), out_dir,
                Path(args.output) if args.output else out_dir / "results.jsonl",
-               Path(args.summary) if args.summary else out_dir / "summary.json",
-               default_thresholds(typical_temp, args.min_f1, args.min_schema_accuracy))
+               Path(args.summary) if args.summary else out_dir / "summary.json")
 
 
-def score_items(items: list, cache: ResponseCache, keep_completion: bool = True) -> dict:
-    """{(case_id, sample): Outcome} for every item, from the cache alone (no network, ever)."""
-    outcomes = {}
-    for item, exchange in zip(items, cache.get_each([item.key for item in items])):
-        outcomes[(item.case.case_id, item.sample)] = score_exchange(item.case.body, exchange, keep_completion)
-    return outcomes
+FOLD_BATCH = 256  # cases per batch of cache reads (one SELECT of up to 500 keys each)
 
 
-def resolve_baseline(args, job: Job, cache: ResponseCache) -> tuple[dict | None, dict | None]:
-    """({case_id: BaselineAnswer}, description) from --baseline NAME|FILE, or (None, None)."""
+def _batched(iterable, size: int):
+    batch = []
+    for x in iterable:
+        batch.append(x)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass
+class Baseline:
+    """Where the baseline's answers come from: K2VV results (`answers`, by data_index) or another
+    provider's cached answers (`job`: its requests for the same test set)."""
+    info: dict
+    answers: dict | None = None
+    job: Job | None = None
+    required: bool = False  # a results file named on the command line must match some case
+    stats: Counter = field(default_factory=Counter)
+
+    def answer(self, case: Case, exchange: dict | None) -> BaselineAnswer | None:
+        """The baseline's answer to `case`; `exchange` is its cached answer when `job` is set."""
+        if self.answers is not None:
+            return match_k2vv_result(self.answers, case, self.stats)
+        if exchange is None:
+            return None
+        self.stats["matched"] += 1
+        return baseline_of(score_exchange(case.body, exchange, keep_completion=False))
+
+    def finish(self, cases: int, test_set: str, cache_dir: Path) -> dict:
+        """The summary's description of the baseline, once every case was seen."""
+        matched = self.stats["matched"]
+        if self.answers is not None:
+            stats = {"matched": matched, "unmatched": len(self.answers) - matched - self.stats["mismatched"],
+                     "mismatched": self.stats["mismatched"]}
+            if self.required and not matched:
+                raise K2vvError(f"{self.info['name']}: no line matches a case of {test_set} "
+                                f"({stats['unmatched']} unknown data_index, {stats['mismatched']} different requests)")
+        else:
+            stats = {"matched": matched, "unmatched": cases - matched, "mismatched": 0}
+            if not matched:
+                name = self.info["name"]
+                raise K2vvError(f"baseline {name!r} has no cached answers for this test set in {cache_dir}; "
+                                f"run `k2vv run --provider {name}` with the same test set and flags first")
+        return {**self.info, **stats}
+
+
+def resolve_baseline(args, job: Job) -> Baseline | None:
+    """--baseline NAME|FILE|official, resolved before anything is read or sent."""
     spec = args.baseline
     if not spec:
-        return None, None
+        return None
     if spec == "official" and job.test_set.k2vv_results is not None:
-        answers, stats = load_k2vv_results(job.test_set.k2vv_results, job.cases, f"{job.test_set.name}:results")
-        return answers, {"name": "official", "source": "k2vv results in the test-set archive", **stats}
+        return Baseline({"name": "official", "source": "k2vv results in the test-set archive"},
+                        answers=k2vv_result_answers(job.test_set.k2vv_results, f"{job.test_set.name}:results"))
     if os.path.exists(spec) and not os.path.isdir(spec):
         with open(spec, encoding="utf-8", errors="replace") as fh:
-            answers, stats = load_k2vv_results(fh.read().splitlines(), job.cases, spec)
-        if not answers:
-            raise K2vvError(f"{spec}: no line matches a case of {job.test_set.name} "
-                            f"({stats['unmatched']} unknown data_index, {stats['mismatched']} different requests)")
-        return answers, {"name": os.path.basename(spec), "source": "k2vv results file", **stats}
-    base_provider = resolve_provider(spec, args.providers)
-    base_job = build_job(args, base_provider, job.test_set)
-    firsts = [it for it in base_job.items if it.sample == 0]
-    answers, cached = {}, 0
-    for item, exchange in zip(firsts, cache.get_each([it.key for it in firsts])):
-        if exchange is not None:
-            cached += 1
-            answers[item.case.case_id] = baseline_of(score_exchange(item.case.body, exchange, keep_completion=False))
-    if not cached:
-        raise K2vvError(f"baseline {spec!r} has no cached answers for this test set in {job.cache_dir}; "
-                        f"run `k2vv run --provider {spec}` with the same test set and flags first")
-    return answers, {"name": spec, "source": "cache", "matched": cached, "unmatched": len(firsts) - cached,
-                     "mismatched": 0}
+            answers = k2vv_result_answers(fh, spec)
+        return Baseline({"name": os.path.basename(spec), "source": "k2vv results file"}, answers=answers,
+                        required=True)
+    base_job = build_job(args, resolve_provider(spec, args.providers), job.test_set)
+    return Baseline({"name": spec, "source": "cache"}, job=base_job)
 
 
-def summary_of(args, job: Job, cache: ResponseCache, known: dict | None = None,
-               keep_completion: bool = True) -> tuple[dict, dict]:
-    """Score the cache and build summary.json (the same function for `run` and `score`). `known`:
-    the runner's outcomes by cache key, scored from the very exchanges it stored, so an answer
-    fetched by this run is not read back and parsed again. `score` writes no results.jsonl, so it
-    keeps no completions (at 100,000 answers: 12% less memory, a quarter less time: BENCHMARKS.md)."""
-    known = known or {}
-    outcomes = score_items([it for it in job.items if it.key not in known], cache, keep_completion)
-    outcomes.update(((it.case.case_id, it.sample), known[it.key]) for it in job.items if it.key in known)
-    baseline, baseline_info = resolve_baseline(args, job, cache)
+def fold_answers(job: Job, cache: ResponseCache, baseline: Baseline | None = None, results=None,
+                 failures: dict | None = None) -> dict:
+    """summary.json from one pass over the test set: each batch of cases is prepared and keyed,
+    its answers read from the cache with one SELECT, scored, folded into a Tally and forgotten, so
+    memory stays flat at any size; `run` and `score` both end here, so they agree byte for byte.
+    With `results` (a text file), each (case, trial) also gets its results.jsonl line, or its
+    latest journal line from `failures` when it has no answer. Bad test-set lines raise at the end."""
+    errors = []
+    tally = Tally(job.trials, with_baseline=baseline is not None)
+    temperatures = Counter()
+    keep = results is not None
+    failures = failures or {}
+    for batch in _batched(job.cases(errors), FOLD_BATCH):
+        items = [job.items(case) for case in batch]
+        keys = [it.key for its in items for it in its]
+        if baseline is not None and baseline.job is not None:
+            keys += [baseline.job.items(case, 1)[0].key for case in batch]
+        found = list(cache.get_each(keys))
+        at = 0
+        for n, (case, its) in enumerate(zip(batch, items)):
+            outcomes = []
+            for item in its:
+                outcome = score_exchange(case.body, found[at], keep)
+                at += 1
+                outcomes.append(outcome)
+                if keep:
+                    failure = failures.get(item.key) if outcome.response_class == "unanswered" else None
+                    results.write(failure or result_line(item, outcome, job.extra_body))
+            temperature = its[0].body.get("temperature")
+            if isinstance(temperature, (int, float)):
+                temperatures[temperature] += len(its)
+            base = None
+            if baseline is not None:
+                base = baseline.answer(case, found[len(keys) - len(batch) + n] if baseline.job else None)
+            tally.add(outcomes, base)
+    if errors:
+        raise InputErrors(errors)
+    baseline_info = baseline.finish(tally.cases, job.test_set.name, job.cache_dir) if baseline else None
+    typical = temperatures.most_common(1)[0][0] if temperatures else None
     info = {"provider": job.provider.name, "base_url": _public_url(job.provider.base_url),
             "model": job.provider.model, "dataset": job.test_set.name, "dataset_sha256": job.test_set.sha256,
-            "cases": len(job.cases), "settings": job.settings}
-    summary = summarise(job.cases, outcomes, trials=job.trials, baseline=baseline, baseline_info=baseline_info,
-                        thresholds=job.thresholds, info=info)
-    return summary, outcomes
+            "cases": tally.cases, "settings": job.settings}
+    return tally.summary(thresholds=default_thresholds(typical, job.min_f1, job.min_schema), info=info,
+                         baseline_info=baseline_info)
+
+
+def journal_failures(path: Path) -> dict:
+    """{cache_key: line} of the newest journal line of each request that failed: what results.jsonl
+    keeps for a request with no answer (K2VV dedups the same way). Success lines are skipped
+    unparsed (json.dumps writes `"status": "failed"` exactly so), so a long journal reads fast."""
+    failures = {}
+    if not path.exists():
+        return failures
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for text in fh:
+            if '"status": "failed"' not in text:
+                continue
+            try:
+                rec = json.loads(text)
+            except ValueError:
+                continue  # a line cut by a crash: the cache has what matters
+            if isinstance(rec, dict) and rec.get("status") == "failed" and isinstance(rec.get("cache_key"), str):
+                failures[rec["cache_key"]] = text if text.endswith("\n") else text + "\n"
+    return failures
+
+
+def write_results(job: Job, cache: ResponseCache, baseline: Baseline | None) -> dict:
+    """The last pass of `run`: results.jsonl rewritten once, in test-set order, one line per
+    (case, trial) re-scored from the cache; returns the summary."""
+    failures = journal_failures(job.results_path)
+    tmp = job.results_path.with_name(job.results_path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        summary = fold_answers(job, cache, baseline, out, failures)
+    os.replace(tmp, job.results_path)
+    return summary
+
+
+def count_items(job: Job) -> int:
+    """The first pass of `run`: check every line, so one bad line stops the run before anything is
+    sent; returns how many (case, trial) items there are."""
+    errors = []
+    cases = sum(1 for _ in job.cases(errors))
+    if errors:
+        raise InputErrors(errors)
+    return cases * job.trials
+
+
+def cache_misses(job: Job, cache: ResponseCache, runner: Runner, refresh: bool = False):
+    """The second pass of `run`: the items with no usable cached answer (a damaged entry is not
+    usable), the first of identical bodies only, found a batch at a time as the runner takes them,
+    so sending starts at once and no request body is held longer than it is queued or in flight."""
+    seen = set()
+    for batch in _batched(job.cases([]), FOLD_BATCH):
+        items = [it for case in batch for it in job.items(case)]
+        found = [None] * len(items) if refresh else cache.get_each([it.key for it in items])
+        for item, exchange in zip(items, found):
+            if exchange is not None:
+                runner.skipped(cached=True)
+            elif item.key in seen:  # identical bodies share one answer: send each key once
+                runner.skipped(cached=False)
+            else:
+                seen.add(item.key)
+                yield item
 
 
 def _report_damage(cache: ResponseCache) -> None:
@@ -4192,31 +4436,6 @@ def _report_damage(cache: ResponseCache) -> None:
 
 def _emit(args, summary: dict) -> None:
     print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else render_summary(summary))
-
-
-def finalize_results(job: Job, outcomes: dict) -> None:
-    """Rewrite results.jsonl once at the end: one line per (case, trial), answers re-scored from
-    the cache, the newest journal line kept for what has no answer (K2VV dedups the same way)."""
-    last_failure = {}
-    if job.results_path.exists() and any(o.response_class == "unanswered" for o in outcomes.values()):
-        with open(job.results_path, encoding="utf-8", errors="replace") as fh:
-            for text in fh:
-                try:
-                    rec = json.loads(text)
-                except ValueError:
-                    continue  # a line cut by a crash: the cache has what matters
-                if isinstance(rec, dict) and "cache_key" in rec:
-                    last_failure[rec["cache_key"]] = rec
-    tmp = job.results_path.with_name(job.results_path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        for item in job.items:
-            outcome = outcomes[(item.case.case_id, item.sample)]
-            if outcome.response_class == "unanswered" and item.key in last_failure:
-                record = last_failure[item.key]
-            else:
-                record = result_record(item, outcome, job.extra_body)
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, job.results_path)
 
 
 def _progress_printer(stream=None):
@@ -4252,69 +4471,36 @@ def resume_command(argv: list, api_key: str | None) -> str:
     return shlex.join(["k2vv"] + kept)
 
 
-def load_job(args) -> Job:
-    """build_job, then the test set it parsed is moved out of the garbage collector's sight
-    (gc.freeze): acyclic JSON that lives until the command ends, which every full collection
-    walked again (a third of `score` at 100,000 cases: BENCHMARKS.md). Collection stays on for
-    the rest, since compiling a schema leaves cyclic garbage. The caller calls gc.unfreeze()."""
-    gc.disable()
-    try:
-        job = build_job(args)
-    finally:
-        gc.enable()
-    gc.freeze()
-    return job
-
-
 def cmd_run(args) -> int:
     if args.use_raw_completions or args.tokenizer_model:
         raise K2vvError("--use_raw_completions/--tokenizer-model are K2VV's raw /v1/completions mode, which k2vv "
                         "does not support: it verifies the chat-completions API (drop the flag)")
-    job = load_job(args)
-    try:
-        return _run(args, job)
-    finally:
-        gc.unfreeze()
-
-
-def _run(args, job: Job) -> int:
+    job = build_job(args)
     api_key = provider_key(job.provider, args.api_key)
     if not api_key and job.provider.api_key_env:
         print(f"k2vv: note: {job.provider.api_key_env} is not set; sending without an API key", file=sys.stderr)
     concurrency = args.concurrency or job.provider.concurrency or 5
     timeout = next(t for t in (args.timeout, job.provider.timeout, 600.0) if t is not None)
-    job.out_dir.mkdir(parents=True, exist_ok=True)
+    baseline = resolve_baseline(args, job)
+    total = count_items(job)
     with open_cache(job.cache_dir) as cache:
-        if args.refresh:
-            todo, cached, known = job.items, 0, {}
-        else:  # cached answers are scored as they are found: each is read and parsed once per run
-            todo, known = [], {}
-            for it, found in zip(job.items, cache.get_each([it.key for it in job.items])):
-                if found is None:
-                    todo.append(it)
-                else:
-                    known[it.key] = score_exchange(it.case.body, found)
-            cached = len(job.items) - len(todo)
-        _report_damage(cache)
-        seen, unique = set(), []
-        for it in todo:  # identical bodies share one answer: send each key once
-            if it.key not in seen:
-                seen.add(it.key)
-                unique.append(it)
+        job.out_dir.mkdir(parents=True, exist_ok=True)
         journal = Journal(job.results_path)
         runner = Runner(job.provider, api_key, cache, journal, concurrency=concurrency, timeout=timeout,
                         retries=args.retries, extra_body=job.extra_body,
                         progress=None if args.quiet else _progress_printer())
         interrupted = False
         try:
-            if unique:
-                print(f"k2vv: {len(unique)} to send, {cached} cached · {job.provider.name} "
-                      f"({_public_url(job.provider.url)}) · concurrency {concurrency}", file=sys.stderr)
-                runner.run(unique, cached)
+            runner.run(cache_misses(job, cache, runner, args.refresh), total)
         except KeyboardInterrupt:
             interrupted = True
         finally:
             journal.close()
+        _report_damage(cache)
+        if runner.state.sent:
+            print(f"k2vv: {runner.state.sent} requests sent, {runner.state.cached} answers were cached · "
+                  f"{job.provider.name} ({_public_url(job.provider.url)}) · concurrency {concurrency}",
+                  file=sys.stderr)
         if isinstance(runner.crash, OSError):
             raise K2vvError(f"cannot write the cache or the journal: {runner.crash}")
         if runner.crash is not None:
@@ -4331,8 +4517,7 @@ def _run(args, job: Job) -> int:
                 problem = f"HTTP 404 before any success: check --base-url ({_public_url(job.provider.url)} was not found)"
             print(f"k2vv: {problem}; stopped after {runner.state.sent} requests", file=sys.stderr)
             return EXIT_USAGE
-        summary, outcomes = summary_of(args, job, cache, {**known, **runner.outcomes})
-        finalize_results(job, outcomes)
+        summary = write_results(job, cache, baseline)
     write_json_atomic(job.summary_path, summary)
     _emit(args, summary)
     if interrupted or runner.stop.is_set():
@@ -4346,13 +4531,11 @@ def _run(args, job: Job) -> int:
 
 
 def cmd_score(args) -> int:
-    job = load_job(args)
-    try:
-        with open_cache(job.cache_dir, readonly=True) as cache:
-            summary, _ = summary_of(args, job, cache, keep_completion=False)
-            _report_damage(cache)
-    finally:
-        gc.unfreeze()
+    job = build_job(args)
+    baseline = resolve_baseline(args, job)
+    with open_cache(job.cache_dir, readonly=True) as cache:
+        summary = fold_answers(job, cache, baseline)
+        _report_damage(cache)
     write_json_atomic(job.summary_path, summary)
     _emit(args, summary)
     return exit_code_of(summary["verdict"])
@@ -4414,7 +4597,8 @@ def lint_cases(cases: list, path: str) -> list[tuple[int, str, str, str]]:
 
 def cmd_lint(args) -> int:
     test_set = load_test_set(args.dataset)
-    findings = lint_cases(test_set.cases, test_set.name)
+    cases = test_set.all_cases()
+    findings = lint_cases(cases, test_set.name)
     problems = [f for f in findings if f[1] == "problem"]
     notes = Counter(f[2] for f in findings if f[1] == "note")
     for line, level, _, message in findings:
@@ -4423,9 +4607,9 @@ def cmd_lint(args) -> int:
     if notes and not args.verbose:
         print(f"{sum(notes.values())} notes (show them with --verbose): " +
               ", ".join(f"{k} ×{n}" for k, n in notes.most_common()))
-    distinct = len({sha256_hex(canonical_json(t.get("function", {}).get("parameters"))) for c in test_set.cases
+    distinct = len({sha256_hex(canonical_json(t.get("function", {}).get("parameters"))) for c in cases
                     for t in c.body.get("tools") or () if isinstance(t, dict)})
-    print(f"{test_set.name}: {len(test_set.cases)} cases, {distinct} distinct tool schemas, "
+    print(f"{test_set.name}: {len(cases)} cases, {distinct} distinct tool schemas, "
           f"{len(problems)} problems, sha256 {test_set.sha256}")
     return EXIT_FAIL if problems else EXIT_PASS
 

@@ -61,7 +61,8 @@ def check(name: str, n: int, tmp: Path) -> list[str]:
     keyed = [keyed_body(line, url) for line in lines]
     args = k2vv.build_parser().parse_args(["score", str(testset), "--base-url", url, "--model", MODEL])
     args.dataset = args.file
-    if [it.key for it in k2vv.build_job(args).items] != [k for k, _ in keyed]:
+    job = k2vv.build_job(args)
+    if [it.key for case in job.cases([]) for it in job.items(case)] != [k for k, _ in keyed]:
         problems.append(f"{name}: the benchmark's keys differ from build_job's")
     fill_caches({n: tmp / f"{name}-B"}, lines, url)
     keys = [k for k, _ in keyed]

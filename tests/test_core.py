@@ -231,7 +231,7 @@ def test_gz_and_official_tarball(tmp_path):
     raw = (FIXTURES / "testset.jsonl").read_bytes()
     gz = tmp_path / "t.jsonl.gz"
     gz.write_bytes(gzip.compress(raw))
-    assert len(k2vv.load_test_set(str(gz)).cases) == 299
+    assert len(k2vv.load_test_set(str(gz)).all_cases()) == 299
     tgz = tmp_path / "tool-calls.tar.gz"
     with tarfile.open(tgz, "w:gz") as tar:
         for name, data in [("tool-calls/samples.jsonl", raw), ("tool-calls/results.jsonl", b"{}\n")]:
@@ -239,11 +239,57 @@ def test_gz_and_official_tarball(tmp_path):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     loaded = k2vv.load_test_set(str(tgz))
-    assert len(loaded.cases) == 299 and loaded.k2vv_results == ["{}"]
+    assert len(loaded.all_cases()) == 299 and loaded.k2vv_results == ["{}"]
     assert loaded.sha256 == k2vv.sha256_hex(raw)
 
 
+def test_lines_past_the_limit_are_still_checked(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": []}\n' * 3 + "not json\n")
+    assert k2vv.main(["run", str(bad), "--limit", "2", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+                      "--cache", str(tmp_path / "cache")]) == 2
+    assert f"{bad}:4: not JSON" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # nothing sent, no results written
+
+
+def test_a_test_set_that_changes_between_passes_is_refused(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "a"}]}\n')
+    test_set = k2vv.load_test_set(str(path))
+    assert len(test_set.all_cases()) == 1 and test_set.sha256 == k2vv.sha256_hex(path.read_bytes())
+    path.write_text('{"messages": [{"role": "user", "content": "b"}]}\n')
+    with pytest.raises(k2vv.K2vvError, match="changed while k2vv was reading it"):
+        test_set.all_cases()
+
+
 # ---- request preparation and identity -------------------------------------------------------------
+
+def _random_json(rng, depth=0):
+    kind = rng.randrange(7 if depth < 3 else 4)
+    if kind == 0:
+        return rng.choice([None, True, False, 0, -1, 2 ** 70, 1.5, 1e-7])
+    if kind in (1, 2, 3):
+        return "".join(rng.choice('ab"\\/\n\t é中😀\u2028,:{}') for _ in range(rng.randrange(6)))
+    if kind in (4, 5):
+        return {str(_random_json(rng, 3)): _random_json(rng, depth + 1)
+                for _ in range(rng.randrange(4))}
+    return [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+
+
+def test_cache_key_hashed_from_the_sent_bytes_equals_the_canonical_dump_of_the_whole():
+    """cache_key splices canonical_json(body), the bytes that are sent, into its frame: it must be the
+    sha256 of the canonical JSON of {url, body, headers, sample} (DESIGN §6), byte for byte."""
+    rng = random.Random(6)
+    for _ in range(300):
+        body = {"messages": [{"role": "user", "content": _random_json(rng)}], "tools": _random_json(rng),
+                **{str(_random_json(rng, 3)): _random_json(rng) for _ in range(rng.randrange(3))}}
+        url = rng.choice(["http://127.0.0.1:9/v1/chat/completions", "https://ex.ample/ü/v1/chat/completions"])
+        headers = rng.choice([{}, {"X-Title": "k2vv ✓", "HTTP-Referer": "https://k2vv.dev"}])
+        for sample in range(3):
+            whole = json.dumps({"url": url, "body": body, "headers": headers, "sample": sample},
+                               sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            assert k2vv.cache_key(url, body, headers, sample) == k2vv.sha256_hex(whole)
+
 
 def test_prepare_request_follows_design_section_5():
     line = {"messages": [{"role": "_input", "content": "sys"},
@@ -361,7 +407,7 @@ def test_thinking_threshold_at_temperature_one():
 # ---- K2VV results as a baseline ---------------------------------------------------------------------
 
 def test_k2vv_results_pair_by_data_index_and_request():
-    cases = k2vv.load_test_set(None).cases
+    cases = k2vv.load_test_set(None).all_cases()
     lines = gzip.decompress((ROOT / "tests/data/k2vv-results-sample/results.jsonl.gz").read_bytes()).decode().splitlines()
     answers, stats = k2vv.load_k2vv_results(lines, cases)
     assert stats == {"matched": 40, "unmatched": 0, "mismatched": 0}

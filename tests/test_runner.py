@@ -263,6 +263,11 @@ def test_baseline_by_name_scores_trigger_agreement(tmp_path):
     assert read_summary(tmp_path, "self")["baseline"]["f1"] == 1.0
 
 
+def test_an_unknown_baseline_stops_the_run_before_anything_is_sent(tmp_path, vendor, capsys):
+    assert k2vv.main(run_args(vendor, tmp_path, "--baseline", "no-such-provider")) == 2
+    assert vendor.received == [] and "no-such-provider" in capsys.readouterr().err
+
+
 def test_ctrl_c_flushes_prints_the_resume_command_and_exits_130(tmp_path):
     with k2vv.SimVendor("reference", script=lambda body, attempt: "slow:0.1") as v:
         args = run_args(v, tmp_path, "--concurrency", "2", "--api-key", FAKE_KEY)
