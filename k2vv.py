@@ -732,13 +732,16 @@ def metaschema_problem(schema: dict) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolSchema:
     """A compiled `parameters` schema. `validate` is None when any object is accepted (empty or
-    absent parameters) or when the schema is unscored; `unscored` says why it cannot be judged."""
+    absent parameters) or when the schema is unscored; `unscored` says why it cannot be judged.
+    `deferred`: a plain schema not compiled yet (see `check_instance`); `used`: judged once already."""
     validate: Callable | None
     unscored: str | None = None
     draft: str = DRAFT07
+    deferred: dict | None = None
+    used: bool = False
 
 
 ACCEPT_ANY = ToolSchema(None)
@@ -804,6 +807,88 @@ def compile_tool_schema(parameters, by_shape: dict | None = None) -> ToolSchema:
         return ToolSchema(None, f"schema does not compile: {message[:200]}", draft)
 
 
+# ---- 2d'. plain schemas: judge the first call without compiling --------------------------------
+# Compiling costs ~1.5 ms a schema, validating with the compiled code ~2 us a call; when every case
+# brings its own functions (BFCL-like test sets) compiling is most of `score`. A *plain* schema (the
+# draft-07 subset below, no names that could reach generated code) has its first call judged by
+# `plainly_valid`; only a call it cannot call valid, or the schema's second use, compiles it. The
+# verdict is the compiled one either way: plainly_valid says True only where fastjsonschema agrees
+# (it is stricter: `1.0` is no integer, `true` matches no enum `1`), and a plain schema always
+# compiles. tests/test_parity.py checks both claims over every tool schema of the open data.
+
+_PLAIN_KEYWORDS = frozenset(("type", "properties", "required", "additionalProperties", "items", "enum",
+                             "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength",
+                             "maxLength", "minItems", "maxItems", "format")) | _PROSE_KEYWORDS
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_\-. ]{1,100}\Z")
+_PLAIN_TYPES = {"string": lambda v: isinstance(v, str), "object": lambda v: isinstance(v, dict),
+                "array": lambda v: isinstance(v, list), "boolean": lambda v: isinstance(v, bool),
+                "null": lambda v: v is None, "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+                "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)}
+_BOUNDS = (("minimum", lambda v, b: v < b), ("maximum", lambda v, b: v > b),
+           ("exclusiveMinimum", lambda v, b: v <= b), ("exclusiveMaximum", lambda v, b: v >= b))
+_LENGTHS = (("minLength", str, False), ("maxLength", str, True), ("minItems", list, False), ("maxItems", list, True))
+
+
+def is_plain_schema(node, depth: int = 0) -> bool:
+    """Whether a schema uses only _PLAIN_KEYWORDS, standard type names, plain property names,
+    object (not tuple) `items` and numeric bounds, at most 24 levels deep."""
+    if isinstance(node, bool):
+        return True
+    if not isinstance(node, dict) or depth > 24 or any(k not in _PLAIN_KEYWORDS for k in node):
+        return False
+    kind = node.get("type")
+    if kind is not None and not all(t in _PLAIN_TYPES for t in (kind if isinstance(kind, list) else [kind])):
+        return False
+    props = node.get("properties", {})
+    if not isinstance(props, dict) or not all(_PLAIN_NAME.match(n) and is_plain_schema(sub, depth + 1)
+                                              for n, sub in props.items()):
+        return False
+    required = node.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(n, str) and _PLAIN_NAME.match(n) for n in required):
+        return False
+    if any(k in node and not is_plain_schema(node[k], depth + 1) for k in ("additionalProperties", "items")):
+        return False
+    if "enum" in node and not isinstance(node["enum"], list):
+        return False
+    numbers = [node[k] for k, _ in _BOUNDS if k in node] + [node[k] for k, _, _ in _LENGTHS if k in node]
+    return all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers)
+
+
+def plainly_valid(node, value) -> bool:
+    """True when `value` satisfies the plain schema `node` as fastjsonschema judges it; False when
+    it does not, or may not (then the caller compiles and asks fastjsonschema)."""
+    if isinstance(node, bool):
+        return node
+    kind = node.get("type")
+    if kind is not None and not any(_PLAIN_TYPES[t](value) for t in (kind if isinstance(kind, list) else [kind])):
+        return False
+    if "enum" in node and not any(type(e) is type(value) and e == value for e in node["enum"]):
+        return False
+    if isinstance(value, (int, float)):  # bools too: fastjsonschema compares them as numbers
+        if any(k in node and beyond(value, node[k]) for k, beyond in _BOUNDS):
+            return False
+    for key, kind_of, is_max in _LENGTHS:
+        if key in node and isinstance(value, kind_of) and (len(value) > node[key] if is_max else len(value) < node[key]):
+            return False
+    if isinstance(value, list) and "items" in node:
+        return all(plainly_valid(node["items"], item) for item in value)
+    if isinstance(value, dict):
+        if not all(name in value for name in node.get("required", ())):
+            return False
+        props, extra = node.get("properties", {}), node.get("additionalProperties", True)
+        for name, item in value.items():
+            sub = props[name] if name in props else extra
+            if sub is not True and not plainly_valid(sub, item):
+                return False
+    return True
+
+
+def _deferrable(parameters) -> bool:
+    """A draft-07 plain schema that is valid for its draft: compiling it cannot fail."""
+    return (isinstance(parameters, dict) and schema_draft(parameters) == DRAFT07 and is_plain_schema(parameters)
+            and metaschema_problem(dict(parameters, **{"$schema": DRAFT07})) is None)
+
+
 _SCHEMA_CACHE: dict[str, ToolSchema] = {}
 _VALIDATOR_OF_SHAPE: dict[str, Callable] = {}
 _SCHEMA_CACHE_LOCK = threading.Lock()
@@ -817,10 +902,19 @@ def tool_schema(parameters) -> ToolSchema:
     key = sha256_hex(canonical_json(parameters))
     found = _SCHEMA_CACHE.get(key)
     if found is None:
-        found = compile_tool_schema(parameters, _VALIDATOR_OF_SHAPE)
+        found = ToolSchema(None, deferred=parameters) if _deferrable(parameters) else \
+            compile_tool_schema(parameters, _VALIDATOR_OF_SHAPE)
         with _SCHEMA_CACHE_LOCK:
             _SCHEMA_CACHE[key] = found
     return found
+
+
+def _compile_deferred(schema: ToolSchema, parameters: dict) -> None:
+    """Compile a deferred schema in place. `deferred` is cleared last, so another thread sees
+    either the schema still deferred (and compiles it too) or its validator, never neither."""
+    compiled = compile_tool_schema(parameters, _VALIDATOR_OF_SHAPE)
+    schema.validate, schema.unscored = compiled.validate, compiled.unscored
+    schema.deferred = None
 
 
 def _pointer(path_name: str | None) -> str:
@@ -834,6 +928,12 @@ def check_instance(schema: ToolSchema, instance) -> tuple[str, str] | None:
     be a JSON object whatever the schema says (OpenAI function calling)."""
     if not isinstance(instance, dict):
         return "", f"arguments are {_json_type(instance)}, not a JSON object"
+    deferred = schema.deferred
+    if deferred is not None:  # a plain schema: its first call may need no compiling
+        if not schema.used and plainly_valid(deferred, instance):
+            schema.used = True
+            return None
+        _compile_deferred(schema, deferred)
     if schema.validate is None:
         return None
     try:
@@ -849,9 +949,10 @@ def check_instance(schema: ToolSchema, instance) -> tuple[str, str] | None:
 def schema_verdict(parameters, instance) -> str:
     """'valid' | 'invalid' | 'unscored' for one instance: the judge the parity tests compare."""
     compiled = tool_schema(parameters)
-    if compiled.unscored:
+    failure = None if compiled.unscored else check_instance(compiled, instance)
+    if compiled.unscored:  # also a deferred schema that failed to compile just now
         return "unscored"
-    return "valid" if check_instance(compiled, instance) is None else "invalid"
+    return "valid" if failure is None else "invalid"
 
 
 # ---- 2e. scoring one answer --------------------------------------------------------------------
@@ -910,9 +1011,9 @@ def classify_call(call: dict, tools: dict) -> CallResult:
     else:
         instance, findings = args, ("non_string_arguments",)
     compiled = tool_schema(tools[name])
-    if compiled.unscored:
+    failure = None if compiled.unscored else check_instance(compiled, instance)
+    if compiled.unscored:  # also a deferred schema that failed to compile just now
         return CallResult(name, "unscored", message=compiled.unscored, findings=findings)
-    failure = check_instance(compiled, instance)
     if failure:
         return CallResult(name, "schema_mismatch", pointer=failure[0], message=failure[1], findings=findings)
     return CallResult(name, "valid", findings=findings)
