@@ -43,6 +43,7 @@ import os
 import random
 import re
 import socket
+import stat
 import struct
 import tarfile
 import threading
@@ -297,7 +298,7 @@ def iter_cases(lines: Iterable[bytes | str], path: str, errors: list):
         if "tools" in line:
             problems += _check_tools(line["tools"], "tools")
         own_id = line.get("id")
-        if own_id is not None and not isinstance(own_id, str):
+        if "id" in line and not isinstance(own_id, str):
             problems.append(f"id is {_json_type(own_id)} (expected a string)")
         if "expected" in line and not isinstance(line["expected"], (list, type(None))):
             problems.append(f"expected is {_json_type(line['expected'])} (expected an array of calls)")
@@ -1536,10 +1537,18 @@ class TestSet:
         return cases
 
 
-def _file_lines(path: str, opener, what: str):
-    """Lines of a file opened by `opener()`, read lazily; a read error names the file."""
+def _file_lines(path: str, opener, what: str, first_seen: list):
+    """Lines of a file opened by `opener()`, read lazily; a read error names the file. The file
+    must be the one the first pass read (size, mtime, inode in `first_seen`): a test set edited
+    between the check pass and the send pass would send lines nobody checked."""
     import zlib
     try:
+        info = os.stat(path)
+        seen = (info.st_size, info.st_mtime_ns, info.st_ino)
+        if not first_seen:
+            first_seen.append(seen)
+        elif first_seen[0] != seen:
+            raise K2vvError(f"{path}: the test set changed while k2vv was reading it; run again")
         with opener() as fh:
             yield from fh
     except (OSError, EOFError, zlib.error, tarfile.TarError) as err:
@@ -1555,21 +1564,32 @@ def load_test_set(path: str | None) -> TestSet:
         return TestSet("bundled:" + BUNDLED_TESTSET, lambda: io.BytesIO(data))
     p = Path(path)
     try:
-        with open(p, "rb"):
-            pass
+        with open(p, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # a pipe can be read once: keep it
+                data = fh.read()
+                p, path = None, str(path)
     except OSError as err:
         raise K2vvError(f"{path}: cannot read the test set ({err.strerror or err})") from None
+    if p is None:
+        if path.endswith(".gz"):
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError) as err:
+                raise K2vvError(f"{path}: not a valid gzip file ({err})") from None
+        return TestSet(path, lambda: io.BytesIO(data))
     if p.name.endswith((".tar.gz", ".tgz")):
         inner, results = _tarball_members(path)
+        seen = []
 
         @contextlib.contextmanager
         def samples():
             with tarfile.open(path, mode="r:*") as tar, tar.extractfile(inner) as fh:
                 yield fh
-        return TestSet(f"{path}:{inner}", lambda: _file_lines(path, samples, "not a readable .tar.gz"), results)
+        return TestSet(f"{path}:{inner}", lambda: _file_lines(path, samples, "not a readable .tar.gz", seen), results)
+    seen = []
     if p.name.endswith(".gz"):
-        return TestSet(str(path), lambda: _file_lines(path, lambda: gzip.open(p, "rb"), "not a valid gzip file"))
-    return TestSet(str(path), lambda: _file_lines(path, lambda: open(p, "rb"), "read error"))
+        return TestSet(str(path), lambda: _file_lines(path, lambda: gzip.open(p, "rb"), "not a valid gzip file", seen))
+    return TestSet(str(path), lambda: _file_lines(path, lambda: open(p, "rb"), "read error", seen))
 
 
 def _tarball_members(path: str) -> tuple[str, list | None]:
@@ -2169,10 +2189,19 @@ def k2vv_hash(body: dict) -> str:
     return hashlib.md5(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def result_line(item: WorkItem, outcome: Outcome, extra_body: dict) -> str:
+# What a journal line of a failed request says about the failure (the rest is the request's own).
+FAILURE_FIELDS = ("response", "status", "finish_reason", "tool_calls_valid", "last_run_at", "duration_ms",
+                  "attempts", "error_class", "response_class", "calls", "findings")
+
+
+def result_line(item: WorkItem, outcome: Outcome, extra_body: dict, failure: dict | None = None) -> str:
     """One results.jsonl line: K2VV's fields (same names and meanings), then k2vv's. `request` is
-    the very bytes that were sent (canonical JSON), spliced in rather than dumped a second time."""
-    text = json.dumps(result_record(item, outcome, extra_body, request=None), ensure_ascii=False)
+    the very bytes that were sent (canonical JSON), spliced in rather than dumped a second time.
+    `failure`: a journal record whose FAILURE_FIELDS describe this request's last failed attempt."""
+    record = result_record(item, outcome, extra_body, request=None)
+    if failure:
+        record.update((k, failure[k]) for k in FAILURE_FIELDS if k in failure)
+    text = json.dumps(record, ensure_ascii=False)
     return text.replace('"request": null', '"request": ' + item.payload.decode("utf-8"), 1) + "\n"
 
 
@@ -2359,10 +2388,11 @@ class Runner:
             for _ in workers:
                 put(None)
             wait()
-        except KeyboardInterrupt:
+        except BaseException as err:  # Ctrl-C, or the items could not be read: stop cleanly either way
             self.stop.set()
-            print(f"\nk2vv: stopping: waiting for {self.in_flight} requests in flight "
-                  "(Ctrl-C again to abandon them)", file=sys.stderr)
+            if isinstance(err, KeyboardInterrupt):
+                print(f"\nk2vv: stopping: waiting for {self.in_flight} requests in flight "
+                      "(Ctrl-C again to abandon them)", file=sys.stderr)
             try:
                 while True:  # drop what was queued, then let every worker see the end
                     todo.get_nowait()
@@ -4425,7 +4455,7 @@ def resolve_baseline(args, job: Job) -> Baseline | None:
 
 
 def fold_answers(job: Job, cache: ResponseCache, baseline: Baseline | None = None, results=None,
-                 failures: dict | None = None) -> dict:
+                 failures: JournalFailures | dict | None = None) -> dict:
     """summary.json from one pass over the test set: each batch of cases is prepared and keyed,
     its answers read from the cache with one SELECT, scored, folded into a Tally and forgotten, so
     memory stays flat at any size; `run` and `score` both end here, so they agree byte for byte.
@@ -4451,7 +4481,7 @@ def fold_answers(job: Job, cache: ResponseCache, baseline: Baseline | None = Non
                 outcomes.append(outcome)
                 if keep:
                     failure = failures.get(item.key) if outcome.response_class == "unanswered" else None
-                    results.write(failure or result_line(item, outcome, job.extra_body))
+                    results.write(result_line(item, outcome, job.extra_body, failure))
             temperature = its[0].body.get("temperature")
             if isinstance(temperature, (int, float)):
                 temperatures[temperature] += len(its)
@@ -4470,34 +4500,50 @@ def fold_answers(job: Job, cache: ResponseCache, baseline: Baseline | None = Non
                          baseline_info=baseline_info)
 
 
-def journal_failures(path: Path) -> dict:
-    """{cache_key: line} of the newest journal line of each request that failed: what results.jsonl
-    keeps for a request with no answer (K2VV dedups the same way). Success lines are skipped
-    unparsed (json.dumps writes `"status": "failed"` exactly so), so a long journal reads fast."""
-    failures = {}
-    if not path.exists():
-        return failures
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for text in fh:
-            if '"status": "failed"' not in text:
-                continue
-            try:
-                rec = json.loads(text)
-            except ValueError:
-                continue  # a line cut by a crash: the cache has what matters
-            if isinstance(rec, dict) and rec.get("status") == "failed" and isinstance(rec.get("cache_key"), str):
-                failures[rec["cache_key"]] = text if text.endswith("\n") else text + "\n"
-    return failures
+class JournalFailures:
+    """Where the journal holds the newest line of each request that failed: what results.jsonl
+    reports for a request with no answer (K2VV dedups the same way). Only offsets are kept, so a
+    long journal costs no memory; success lines, and lines a rewrite wrote for requests never
+    sent, are skipped unparsed (json.dumps writes `"status": "failed"` exactly so)."""
+
+    def __init__(self, path: Path):
+        self.offsets: dict[str, int] = {}
+        self._fh = open(path, "rb") if path.exists() else None
+        offset = 0
+        for raw in self._fh or ():
+            if b'"status": "failed"' in raw and b'"response_class": "unanswered"' not in raw:
+                try:
+                    rec = json.loads(raw)
+                except ValueError:
+                    rec = None  # a line cut by a crash: the cache has what matters
+                if isinstance(rec, dict) and rec.get("status") == "failed" and isinstance(rec.get("cache_key"), str):
+                    self.offsets[rec["cache_key"]] = offset
+            offset += len(raw)
+
+    def get(self, key: str) -> dict | None:
+        offset = self.offsets.get(key)
+        if offset is None:
+            return None
+        self._fh.seek(offset)
+        return json.loads(self._fh.readline())
+
+    def close(self) -> None:
+        if self._fh:
+            self._fh.close()
 
 
 def write_results(job: Job, cache: ResponseCache, baseline: Baseline | None) -> dict:
     """The last pass of `run`: results.jsonl rewritten once, in test-set order, one line per
     (case, trial) re-scored from the cache; returns the summary."""
-    failures = journal_failures(job.results_path)
+    failures = JournalFailures(job.results_path)
     tmp = job.results_path.with_name(job.results_path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        summary = fold_answers(job, cache, baseline, out, failures)
-    os.replace(tmp, job.results_path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as out:
+            summary = fold_answers(job, cache, baseline, out, failures)
+        os.replace(tmp, job.results_path)
+    finally:
+        failures.close()
+        tmp.unlink(missing_ok=True)
     return summary
 
 
@@ -4511,12 +4557,15 @@ def count_items(job: Job) -> int:
     return cases * job.trials
 
 
-def cache_misses(job: Job, cache: ResponseCache, runner: Runner, refresh: bool = False):
+def cache_misses(job: Job, cache: ResponseCache, runner: Runner, refresh: bool, checked: int):
     """The second pass of `run`: the items with no usable cached answer (a damaged entry is not
     usable), the first of identical bodies only, found a batch at a time as the runner takes them,
     so sending starts at once and no request body is held longer than it is queued or in flight."""
-    seen = set()
-    for batch in _batched(job.cases([]), FOLD_BATCH):
+    seen, errors, ordinal = set(), [], 0
+    for batch in _batched(job.cases(errors), FOLD_BATCH):
+        ordinal += len(batch) * job.trials
+        if errors or ordinal > checked:  # lines the check pass did not see: the file changed since
+            raise K2vvError(f"{job.test_set.name}: the test set changed while k2vv was reading it; run again")
         items = [it for case in batch for it in job.items(case)]
         found = [None] * len(items) if refresh else cache.get_each([it.key for it in items])
         for item, exchange in zip(items, found):
@@ -4592,7 +4641,7 @@ def cmd_run(args) -> int:
                         progress=None if args.quiet else _progress_printer())
         interrupted = False
         try:
-            runner.run(cache_misses(job, cache, runner, args.refresh), total)
+            runner.run(cache_misses(job, cache, runner, args.refresh, total), total)
         except KeyboardInterrupt:
             interrupted = True
         finally:

@@ -243,6 +243,11 @@ def test_gz_and_official_tarball(tmp_path):
     assert loaded.sha256 == k2vv.sha256_hex(raw)
 
 
+def test_a_null_id_is_a_bad_line():
+    with pytest.raises(k2vv.InputErrors, match="id is null"):
+        k2vv.parse_test_set(['{"messages": [], "id": null}'])
+
+
 def test_lines_past_the_limit_are_still_checked(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": []}\n' * 3 + "not json\n")

@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -266,6 +267,46 @@ def test_baseline_by_name_scores_trigger_agreement(tmp_path):
 def test_an_unknown_baseline_stops_the_run_before_anything_is_sent(tmp_path, vendor, capsys):
     assert k2vv.main(run_args(vendor, tmp_path, "--baseline", "no-such-provider")) == 2
     assert vendor.received == [] and "no-such-provider" in capsys.readouterr().err
+
+
+def test_a_test_set_read_from_a_pipe_runs(tmp_path, vendor):
+    fifo = tmp_path / "cases.fifo"
+    os.mkfifo(fifo)
+    lines = (k2vv.resource(k2vv.BUNDLED_TESTSET).splitlines(keepends=True))[:5]
+    writer = threading.Thread(target=lambda: fifo.write_bytes(b"".join(lines)), daemon=True)
+    writer.start()
+    assert k2vv.main(run_args(vendor, tmp_path, "--limit", "0") + [str(fifo)]) in (0, 1, 3)
+    assert len(vendor.received) == 5 and read_summary(tmp_path)["k2vv"]["cases"] == 5
+
+
+def test_a_test_set_edited_during_the_run_stops_it_and_every_worker(tmp_path, capsys):
+    testset = tmp_path / "cases.jsonl"
+    testset.write_bytes(k2vv.resource(k2vv.BUNDLED_TESTSET))  # > FOLD_BATCH: still reading while sending
+
+    def edit_once(body, attempt):
+        if not edited:
+            edited.append(1)
+            with open(testset, "a") as fh:
+                fh.write('{"messages": [{"role": "user", "content": "added later"}]}\n')
+        return None
+    edited = []
+    with k2vv.SimVendor("reference", script=edit_once) as v:
+        assert k2vv.main(run_args(v, tmp_path, "--limit", "0", "--concurrency", "2") + [str(testset)]) == 2
+        assert all(r["body"]["messages"][-1].get("content") != "added later" for r in v.received)
+    assert "changed while k2vv was reading it" in capsys.readouterr().err
+    assert not [t for t in threading.enumerate() if t.name.startswith("k2vv-") and t.name != "k2vv-cache-writer"]
+
+
+def test_identical_failed_requests_keep_their_own_results_lines(tmp_path):
+    line = k2vv.resource(k2vv.BUNDLED_TESTSET).splitlines(keepends=True)[0]
+    testset = tmp_path / "twice.jsonl"
+    testset.write_bytes(line + line)
+    with k2vv.SimVendor("reference", script=lambda body, attempt: "status:500") as v:
+        assert k2vv.main(run_args(v, tmp_path, "--limit", "0", "--retries", "0") + [str(testset)]) == 3
+        assert len(v.received) == 1  # one body, one request
+    lines = [json.loads(l) for l in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [l["data_index"] for l in lines] == [1, 2]
+    assert all(l["error_class"] == "http_500" and l["status"] == "failed" for l in lines)
 
 
 def test_ctrl_c_flushes_prints_the_resume_command_and_exits_130(tmp_path):
