@@ -890,9 +890,29 @@ def _deferrable(parameters) -> bool:
             and metaschema_problem(dict(parameters, **{"$schema": DRAFT07})) is None)
 
 
-_SCHEMA_CACHE: dict[str, ToolSchema] = {}
-_VALIDATOR_OF_SHAPE: dict[str, Callable] = {}
-_SCHEMA_CACHE_LOCK = threading.Lock()
+class BoundedMemo(dict):
+    """A dict that forgets its oldest entries past `limit`: a test set where every case brings new
+    functions must not keep 100,000 compiled validators (~2 KB each) until the command ends. An
+    entry forgotten and needed again is rebuilt, with the same verdicts."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+        self.lock = threading.Lock()
+
+    def __setitem__(self, key, value) -> None:
+        with self.lock:
+            super().__setitem__(key, value)
+            while len(self) > self.limit:
+                try:
+                    del self[next(iter(self))]
+                except (KeyError, StopIteration, RuntimeError):
+                    break
+
+
+SCHEMA_MEMO_LIMIT = 4096
+_SCHEMA_CACHE: dict[str, ToolSchema] = BoundedMemo(SCHEMA_MEMO_LIMIT)
+_VALIDATOR_OF_SHAPE: dict[str, Callable] = BoundedMemo(SCHEMA_MEMO_LIMIT)
 
 
 def tool_schema(parameters) -> ToolSchema:
@@ -905,8 +925,7 @@ def tool_schema(parameters) -> ToolSchema:
     if found is None:
         found = ToolSchema(None, deferred=parameters) if _deferrable(parameters) else \
             compile_tool_schema(parameters, _VALIDATOR_OF_SHAPE)
-        with _SCHEMA_CACHE_LOCK:
-            _SCHEMA_CACHE[key] = found
+        _SCHEMA_CACHE[key] = found
     return found
 
 

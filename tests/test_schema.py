@@ -120,3 +120,15 @@ def test_every_open_data_schema_compiles_without_false_alarm():
                 if compiled.unscored and "generated code" in compiled.unscored:
                     refused.append((tool["function"]["name"], compiled.unscored))
     assert refused == []
+
+
+def test_the_schema_memo_forgets_its_oldest_entries_and_verdicts_stay(monkeypatch):
+    monkeypatch.setattr(k2vv._SCHEMA_CACHE, "limit", 3)
+    schemas = [{"type": "object", "properties": {f"p{i}": {"type": "integer"}}, "required": [f"p{i}"]}
+               for i in range(10)]
+    cases = [(s, {f"p{i}": i}, "valid") for i, s in enumerate(schemas)] + \
+            [(s, {f"p{i}": "x"}, "invalid") for i, s in enumerate(schemas)] + \
+            [(s, {}, "invalid") for s in schemas]
+    for schema, instance, expected in cases:
+        assert k2vv.schema_verdict(schema, instance) == expected
+        assert len(k2vv._SCHEMA_CACHE) <= 3
