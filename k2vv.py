@@ -903,11 +903,8 @@ class BoundedMemo(dict):
     def __setitem__(self, key, value) -> None:
         with self.lock:
             super().__setitem__(key, value)
-            while len(self) > self.limit:
-                try:
-                    del self[next(iter(self))]
-                except (KeyError, StopIteration, RuntimeError):
-                    break
+            while len(self) > self.limit:  # only setters change it, all under the lock
+                del self[next(iter(self))]
 
 
 SCHEMA_MEMO_LIMIT = 4096
@@ -916,8 +913,9 @@ _VALIDATOR_OF_SHAPE: dict[str, Callable] = BoundedMemo(SCHEMA_MEMO_LIMIT)
 
 
 def tool_schema(parameters) -> ToolSchema:
-    """compile_tool_schema memoised by the canonical hash of the schema (once per distinct schema,
-    in memory only: compiled code never goes to a cache directory someone else could hand us)."""
+    """compile_tool_schema memoised by the canonical hash of the schema (the newest 4,096, in memory
+    only: compiled code never goes to a cache directory someone else could hand us); a plain schema
+    is deferred (see `check_instance`)."""
     if _accepts_anything(parameters):
         return ACCEPT_ANY
     key = sha256_hex(canonical_json(parameters))
@@ -1281,10 +1279,7 @@ def load_k2vv_results(lines: Iterable[str], cases: list[Case], path: str = "resu
 
 def compare_with_baseline(cases: list[Case], outcomes: dict, baseline: dict, trials: int = 1) -> dict:
     """TP/FP/FN/TN against a baseline ({case_id: BaselineAnswer}) for outcomes held in memory."""
-    tally = Tally(trials, with_baseline=True)
-    for case in cases:
-        tally.add([outcomes.get((case.case_id, s)) or UNANSWERED for s in range(trials)], baseline.get(case.case_id))
-    return tally.comparison()
+    return tally_of(cases, outcomes, baseline, trials).comparison()
 
 
 # ---- 2h. summary and verdict ---------------------------------------------------------------------
@@ -1475,15 +1470,21 @@ class Tally:
         return summary
 
 
-def summarise(cases: list[Case], outcomes: dict, *, trials: int = 1, baseline: dict | None = None,
-              baseline_info: dict | None = None, thresholds: dict, info: dict) -> dict:
-    """summary.json from outcomes held in memory ({(case_id, sample): Outcome}); `score` and `run`
-    fold the same Tally while they stream, so both agree byte for byte."""
+def tally_of(cases: list[Case], outcomes: dict, baseline: dict | None, trials: int) -> Tally:
+    """A Tally of outcomes held in memory ({(case_id, sample): Outcome}) against an optional
+    baseline ({case_id: BaselineAnswer}); `score` and `run` fold the same Tally while they stream."""
     tally = Tally(trials, with_baseline=baseline is not None)
     for case in cases:
         tally.add([outcomes.get((case.case_id, s)) or UNANSWERED for s in range(trials)],
                   (baseline or {}).get(case.case_id))
-    return tally.summary(thresholds=thresholds, info=info, baseline_info=baseline_info)
+    return tally
+
+
+def summarise(cases: list[Case], outcomes: dict, *, trials: int = 1, baseline: dict | None = None,
+              baseline_info: dict | None = None, thresholds: dict, info: dict) -> dict:
+    """summary.json from outcomes held in memory, byte for byte what `score` and `run` write."""
+    return tally_of(cases, outcomes, baseline, trials).summary(thresholds=thresholds, info=info,
+                                                               baseline_info=baseline_info)
 
 
 def _span_ms(first: tuple | None, last: tuple | None) -> int | None:
@@ -1545,7 +1546,7 @@ class TestSet:
                 yield case
         sha = digest.hexdigest()
         if self.sha256 is not None and sha != self.sha256:
-            raise K2vvError(f"{self.name}: the test set changed while k2vv was reading it; run again")
+            raise test_set_changed(self.name)
         self.sha256 = sha
 
     def all_cases(self) -> list:
@@ -1554,6 +1555,10 @@ class TestSet:
         if errors:
             raise InputErrors(errors)
         return cases
+
+
+def test_set_changed(name: str) -> K2vvError:
+    return K2vvError(f"{name}: the test set changed while k2vv was reading it; run again")
 
 
 def _file_lines(path: str, opener, what: str, first_seen: list):
@@ -1567,7 +1572,7 @@ def _file_lines(path: str, opener, what: str, first_seen: list):
         if not first_seen:
             first_seen.append(seen)
         elif first_seen[0] != seen:
-            raise K2vvError(f"{path}: the test set changed while k2vv was reading it; run again")
+            raise test_set_changed(path)
         with opener() as fh:
             yield from fh
     except (OSError, EOFError, zlib.error, tarfile.TarError) as err:
@@ -2217,22 +2222,21 @@ def result_line(item: WorkItem, outcome: Outcome, extra_body: dict, failure: dic
     """One results.jsonl line: K2VV's fields (same names and meanings), then k2vv's. `request` is
     the very bytes that were sent (canonical JSON), spliced in rather than dumped a second time.
     `failure`: a journal record whose FAILURE_FIELDS describe this request's last failed attempt."""
-    record = result_record(item, outcome, extra_body, request=None)
+    record = result_record(item, outcome, extra_body)
     if failure:
         record.update((k, failure[k]) for k in FAILURE_FIELDS if k in failure)
     text = json.dumps(record, ensure_ascii=False)
     return text.replace('"request": null', '"request": ' + item.payload.decode("utf-8"), 1) + "\n"
 
 
-def result_record(item: WorkItem, outcome: Outcome, extra_body: dict, request: Any = ...) -> dict:
-    """result_line as a dict (`request` defaults to the prepared body)."""
+def result_record(item: WorkItem, outcome: Outcome, extra_body: dict) -> dict:
+    """result_line as a dict, with `request` left null for result_line to splice in."""
     response = outcome.completion
     if response is None and outcome.response_class != "unanswered":
         response = {"error_type": outcome.error_class, "error_message": outcome.detail or outcome.error_class,
                     "error": None}
     return {
-        "data_index": item.case.data_index, "request": item.body if request is ... else request,
-        "extra_body": extra_body,
+        "data_index": item.case.data_index, "request": None, "extra_body": extra_body,
         "response": response, "status": outcome.status, "finish_reason": outcome.finish_reason,
         "tool_calls_valid": outcome.tool_calls_valid, "last_run_at": outcome.at,
         "duration_ms": int((outcome.timing or {}).get("total_ms") or 0), "hash": k2vv_hash(item.body),
@@ -4488,9 +4492,11 @@ def fold_answers(job: Job, cache: ResponseCache, baseline: Baseline | None = Non
     for batch in _batched(job.cases(errors), FOLD_BATCH):
         items = [job.items(case) for case in batch]
         keys = [it.key for its in items for it in its]
+        own = len(keys)
         if baseline is not None and baseline.job is not None:
             keys += [baseline.job.items(case, 1)[0].key for case in batch]
         found = list(cache.get_each(keys))
+        base_found = found[own:] or [None] * len(batch)  # the baseline provider's cached answers
         at = 0
         for n, (case, its) in enumerate(zip(batch, items)):
             outcomes = []
@@ -4506,7 +4512,7 @@ def fold_answers(job: Job, cache: ResponseCache, baseline: Baseline | None = Non
                 temperatures[temperature] += len(its)
             base = None
             if baseline is not None:
-                base = baseline.answer(case, found[len(keys) - len(batch) + n] if baseline.job else None)
+                base = baseline.answer(case, base_found[n])
             tally.add(outcomes, base)
     if errors:
         raise InputErrors(errors)
@@ -4584,7 +4590,7 @@ def cache_misses(job: Job, cache: ResponseCache, runner: Runner, refresh: bool, 
     for batch in _batched(job.cases(errors), FOLD_BATCH):
         ordinal += len(batch) * job.trials
         if errors or ordinal > checked:  # lines the check pass did not see: the file changed since
-            raise K2vvError(f"{job.test_set.name}: the test set changed while k2vv was reading it; run again")
+            raise test_set_changed(job.test_set.name)
         items = [it for case in batch for it in job.items(case)]
         found = [None] * len(items) if refresh else cache.get_each([it.key for it in items])
         for item, exchange in zip(items, found):
