@@ -1803,46 +1803,6 @@ class ResponseCache:
         self.close()
 
 
-class CacheWriter:
-    """One thread writes every answer the runner stores, committing whatever is queued in one
-    transaction. Sixteen workers each committing their own write made SQLite serialise them with
-    busy-waits (BENCHMARKS.md, runner profile). `set` returns once its answer is committed, so an
-    acknowledged answer survives a crash exactly as before."""
-
-    def __init__(self, cache: ResponseCache):
-        import queue
-        self.cache, self._queue = cache, queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="k2vv-cache-writer", daemon=True)
-        self._thread.start()
-
-    def set(self, key: str, exchange: dict) -> None:
-        done = [threading.Event(), None]
-        self._queue.put((key, canonical_json(exchange), done))
-        done[0].wait()
-        if done[1] is not None:
-            raise done[1]
-
-    def _loop(self) -> None:
-        import queue
-        while True:
-            batch = [self._queue.get()]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                with self.cache._cache.transact():
-                    for key, value, _ in batch:
-                        self.cache._cache.set(key, value)
-                error = None
-            except Exception as err:  # noqa: BLE001 - handed to every waiting worker
-                error = err
-            for _, _, done in batch:
-                done[1] = error
-                done[0].set()
-
-
 def open_cache(directory, readonly: bool = False) -> ResponseCache:
     return ResponseCache(Path(directory), readonly)
 
@@ -2088,6 +2048,18 @@ _KEPT_HEADERS = ("content-type", "x-request-id", "request-id", "x-openrouter-pro
                  "openrouter-provider", "x-provider", "x-model", "server", "retry-after")
 
 
+def client_settings(url: str) -> dict:
+    """What requests would read from the environment for every request, read once for the
+    provider's URL: proxies (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY) and a CA bundle
+    (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE). Sessions then run with trust_env off: per request it
+    scanned os.environ twice and looked for ~/.netrc (BENCHMARKS.md §2), and a ~/.netrc entry for
+    the provider's host silently replaced the API key's Authorization header with its login."""
+    import requests
+    with requests.Session() as probe:
+        env = probe.merge_environment_settings(url, {}, None, None, None)
+    return {"proxies": env["proxies"], "verify": env["verify"]}
+
+
 def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, timeout: float,
               secrets: tuple) -> tuple[dict, Parsed | None]:
     """One HTTP attempt -> (final exchange dict, its parsed answer or None for a rejection), or
@@ -2182,29 +2154,83 @@ class RunState:
     started: float = 0.0
 
 
-class Journal:
-    """OUT/results.jsonl, appended one line per finished case and flushed per line: a crash loses
-    at most the line being written, and the cache (the truth) loses nothing acknowledged."""
+class Recorder:
+    """The one thread that stores what the workers fetched: it commits every queued answer to the
+    cache in one transaction, then appends their results lines to the journal (OUT/results.jsonl)
+    with one write and one flush. Workers hand over and go on to their next request (waiting for
+    the commit, and queueing on a journal lock, left them idle: BENCHMARKS.md §2). A line is
+    journaled only after its answer is committed, so the journal never names an answer the cache
+    lacks; a crash loses at most the batch being stored, whose answers are sent again. The queue is
+    bounded, so memory stays flat when the disk is slower than the provider."""
 
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._fh = open(path, "a", encoding="utf-8")
-        self._lock = threading.Lock()
+    BATCH = 256
 
-    def write(self, line: str) -> None:
-        with self._lock:
-            if self._fh.closed:  # a worker abandoned by a second Ctrl-C finishing late: its answer is cached
+    def __init__(self, cache: ResponseCache, journal: Path, on_error: Callable[[BaseException], None]):
+        import queue
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        self.cache, self.on_error = cache, on_error
+        self.error: BaseException | None = None
+        self._fh = open(journal, "a", encoding="utf-8")
+        self._queue = queue.Queue(maxsize=self.BATCH)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="k2vv-recorder", daemon=True)
+        self._thread.start()
+
+    def put(self, key: str, exchange: dict | None, line: str) -> None:
+        """Store `exchange` (None: a failure, journaled but never cached) and journal `line`."""
+        import queue
+        entry = (key, None if exchange is None else canonical_json(exchange), line)
+        while not self._closed.is_set():  # a worker abandoned by a second Ctrl-C finishing late: dropped
+            try:
+                self._queue.put(entry, timeout=0.2)
                 return
-            self._fh.write(line)
-            self._fh.flush()
+            except queue.Full:
+                continue
 
-    def close(self):
-        with self._lock:
-            if not self._fh.closed:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-                self._fh.close()
+    def _loop(self) -> None:
+        import queue
+        while True:
+            batch = [self._queue.get()]
+            while batch[-1] is not None and len(batch) < self.BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            entries = batch[:-1] if batch[-1] is None else batch
+            if entries and self.error is None:
+                self._store(entries)
+            if batch[-1] is None:
+                return
+
+    def _store(self, entries: list) -> None:
+        try:
+            answers = [(key, value) for key, value, _ in entries if value is not None]
+            if answers:
+                with self.cache._cache.transact():
+                    for key, value in answers:
+                        self.cache._cache.set(key, value)
+            self._fh.write("".join(line for _, _, line in entries))
+            self._fh.flush()
+        except Exception as err:  # noqa: BLE001 - disk full, a read-only cache: stops the run loudly
+            self.error = err
+            self.on_error(err)
+
+    def close(self) -> None:
+        """Store what is queued, then fsync and close the journal."""
+        self._queue.put(None)
+        while self._thread.is_alive():
+            self._thread.join(0.2)
+        self._closed.set()
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+        except OSError as err:
+            if self.error is None:
+                self.error = err
+                self.on_error(err)
+            with contextlib.suppress(OSError):
+                self._fh.close()  # the lines a full disk refused: their answers are cached
 
 
 def k2vv_hash(body: dict) -> str:
@@ -2257,11 +2283,12 @@ class Runner:
     worth retrying, stores final answers, journals every finished case, and stops early on a key
     or endpoint the provider rejects."""
 
-    def __init__(self, provider: Provider, api_key: str | None, cache: ResponseCache, journal: Journal,
+    def __init__(self, provider: Provider, api_key: str | None, cache: ResponseCache, journal: Path,
                  *, concurrency: int, timeout: float, retries: int, extra_body: dict,
                  progress: Callable[[RunState, bool], None] | None = None, seed: int | None = None):
         self.provider, self.cache, self.journal = provider, cache, journal
-        self.writer = CacheWriter(cache)
+        self.recorder: Recorder | None = None
+        self.client = client_settings(provider.url)
         self.concurrency, self.timeout, self.retries = concurrency, timeout, retries
         self.extra_body = extra_body
         self.progress = progress or (lambda state, final: None)
@@ -2285,7 +2312,9 @@ class Runner:
         if session is None:
             import requests
             session = self._local.session = requests.Session()
-            session.trust_env = True
+            session.trust_env = False  # read once, in client_settings
+            session.proxies.update(self.client["proxies"])
+            session.verify = self.client["verify"]
         return session
 
     def fetch(self, item: WorkItem) -> tuple[dict | None, Parsed | None, str | None, int, str | None]:
@@ -2341,14 +2370,13 @@ class Runner:
         if exchange is not None:
             if exchange["status"] == 200:
                 self.any_success = True
-            self.writer.set(item.key, exchange)
             outcome = score_exchange(item.case.body, exchange, parsed=parsed)
         elif error == "interrupted":
             return
         else:
             outcome = Outcome("truncated" if error == "truncated" else "failed", error_class=error,
                               attempts=attempts, at=utc_now(), detail=detail)
-        self.journal.write(result_line(item, outcome, self.extra_body))
+        self.recorder.put(item.key, exchange, result_line(item, outcome, self.extra_body))
         with self._lock:
             self.state.done += 1
             self.state.failed += not outcome.answered and outcome.response_class != "rejected"
@@ -2363,9 +2391,12 @@ class Runner:
                 continue
             try:
                 self.work(item)
-            except BaseException as err:  # noqa: BLE001 - a worker that raised (disk full, a bug) stops the run loudly
-                self.crash = self.crash or err
-                self.stop.set()
+            except BaseException as err:  # noqa: BLE001 - a worker that raised (a bug) stops the run loudly
+                self._crashed(err)
+
+    def _crashed(self, err: BaseException) -> None:
+        self.crash = self.crash or err
+        self.stop.set()
 
     def skipped(self, cached: bool) -> None:
         """One of the `total` items needs no request: its answer is cached, or an identical body is
@@ -2385,6 +2416,7 @@ class Runner:
         threads end with the process)."""
         import queue
         self.state = RunState(total=total, started=time.monotonic())
+        self.recorder = Recorder(self.cache, self.journal, self._crashed)
         todo = queue.Queue(maxsize=self.concurrency * 2)
         workers = [threading.Thread(target=self._worker, args=(todo,), daemon=True, name=f"k2vv-{i}")
                    for i in range(self.concurrency)]
@@ -2429,6 +2461,7 @@ class Runner:
                 pass
             raise
         finally:
+            self.recorder.close()
             self.progress(self.state, True)
         return self.state
 
@@ -4660,8 +4693,7 @@ def cmd_run(args) -> int:
     total = count_items(job)
     with open_cache(job.cache_dir) as cache:
         job.out_dir.mkdir(parents=True, exist_ok=True)
-        journal = Journal(job.results_path)
-        runner = Runner(job.provider, api_key, cache, journal, concurrency=concurrency, timeout=timeout,
+        runner = Runner(job.provider, api_key, cache, job.results_path, concurrency=concurrency, timeout=timeout,
                         retries=args.retries, extra_body=job.extra_body,
                         progress=None if args.quiet else _progress_printer())
         interrupted = False
@@ -4669,14 +4701,13 @@ def cmd_run(args) -> int:
             runner.run(cache_misses(job, cache, runner, args.refresh, total), total)
         except KeyboardInterrupt:
             interrupted = True
-        finally:
-            journal.close()
         _report_damage(cache)
         if runner.state.sent:
             print(f"k2vv: {runner.state.sent} requests sent, {runner.state.cached} answers were cached · "
                   f"{job.provider.name} ({_public_url(job.provider.url)}) · concurrency {concurrency}",
                   file=sys.stderr)
-        if isinstance(runner.crash, OSError):
+        import sqlite3
+        if isinstance(runner.crash, (OSError, sqlite3.Error)):
             raise K2vvError(f"cannot write the cache or the journal: {runner.crash}")
         if runner.crash is not None:
             raise runner.crash

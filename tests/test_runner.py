@@ -396,3 +396,50 @@ def test_a_key_pasted_as_the_variable_name_is_refused_without_echo(tmp_path, cap
     assert k2vv.main(["providers"]) == 2
     err = capsys.readouterr().err
     assert "[providers.x].api_key_env" in err and FAKE_KEY not in err
+
+
+def test_a_netrc_entry_for_the_host_does_not_replace_the_key(tmp_path, vendor, monkeypatch):
+    """requests lets ~/.netrc override an Authorization header; k2vv sends the key it was given."""
+    netrc = Path(os.environ["HOME"]) / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password hunter2\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    k2vv.main(run_args(vendor, tmp_path, "--limit", "3"))
+    assert len(vendor.received) == 3
+    assert {r["headers"].get("authorization") for r in vendor.received} == {f"Bearer {FAKE_KEY}"}
+
+
+def test_proxies_come_from_the_environment(tmp_path, vendor, monkeypatch):
+    """HTTP_PROXY is used (the vendor plays the proxy for a host that does not exist), NO_PROXY
+    bypasses it (a proxy on a closed port would fail every request)."""
+    origin = vendor.url.rsplit("/v1", 1)[0]
+    monkeypatch.setenv("HTTP_PROXY", origin)
+    monkeypatch.setenv("NO_PROXY", "")
+    upstream = "http://upstream.k2vv.invalid/v1"
+    assert k2vv.main(["run", "--base-url", upstream, "--model", "kimi-k2", "--limit", "3", "--cache",
+                      str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--quiet"]) in (0, 1, 3)
+    assert [r["path"] for r in vendor.received] == [upstream + "/chat/completions"] * 3
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed.getsockname()[1]}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    try:
+        k2vv.main(run_args(vendor, tmp_path, "--limit", "3", "--retries", "0", out="direct"))
+    finally:
+        closed.close()
+    assert read_summary(tmp_path, "direct")["classes"]["responses"]["unanswered"] == 0
+    assert [r["path"] for r in vendor.received[3:]] == ["/v1/chat/completions"] * 3
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_journal_that_cannot_be_written_stops_the_run_and_keeps_committed_answers(tmp_path, vendor, capsys):
+    """Every write to /dev/full fails with ENOSPC: the run stops with one line, no traceback, and
+    the answers committed before their journal lines failed are not sent again."""
+    code = k2vv.main(run_args(vendor, tmp_path, "--output", "/dev/full"))
+    err = capsys.readouterr().err
+    assert code == k2vv.EXIT_USAGE
+    assert "cannot write the cache or the journal" in err and "Traceback" not in err
+    first = len(vendor.received)
+    assert k2vv.main(run_args(vendor, tmp_path)) in (0, 1, 3)
+    assert len(vendor.received) - first < int(LIMIT)  # the first batch was committed before its lines failed
+    assert read_summary(tmp_path)["classes"]["responses"]["unanswered"] == 0
