@@ -51,7 +51,7 @@ import time
 import unicodedata
 import urllib.parse
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -224,6 +224,13 @@ class Outcome:
 def canonical_json(obj) -> bytes:
     """Sorted keys, compact, UTF-8: the one byte form k2vv hashes, so equal values hash equal."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def sorted_object(pairs: list) -> dict:
+    """json.loads hook: each object with its keys in canonical order (a later duplicate still
+    wins), so an answer read off the wire is the very dict the cache gives back, key order included:
+    results.jsonl is the same bytes whether its answers were fetched or cached (~10 µs an answer)."""
+    return dict(sorted(pairs, key=lambda pair: pair[0]))
 
 
 def sha256_hex(data: bytes) -> str:
@@ -2112,7 +2119,7 @@ def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, ti
             raw = resp.content
             ttfb = time.monotonic()
             try:
-                body = json.loads(raw)
+                body = json.loads(raw, object_pairs_hook=sorted_object)
             except ValueError:
                 raise Transient("bad_body") from None
             exchange, parsed = {"status": 200, "body": body}, parse_completion(body)
@@ -2134,12 +2141,14 @@ def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, ti
 
 @dataclass(slots=True)
 class WorkItem:
-    """One (case, trial): the prepared body, the exact bytes sent (canonical JSON) and its cache key."""
+    """One (case, trial): the prepared body, the exact bytes sent (canonical JSON), its cache key
+    and its place among the job's items (case number x trials + sample)."""
     case: Case
     sample: int
     body: dict
     key: str
     payload: bytes
+    ordinal: int = 0
 
 
 @dataclass
@@ -2161,7 +2170,9 @@ class Recorder:
     the commit, and queueing on a journal lock, left them idle: BENCHMARKS.md §2). A line is
     journaled only after its answer is committed, so the journal never names an answer the cache
     lacks; a crash loses at most the batch being stored, whose answers are sent again. The queue is
-    bounded, so memory stays flat when the disk is slower than the provider."""
+    bounded, so memory stays flat when the disk is slower than the provider. `fresh` keeps, per
+    answer fetched in this run, where its line is and its Outcome without the completion, so the
+    fold copies the line instead of decoding, scoring and dumping the answer again."""
 
     BATCH = 256
 
@@ -2170,16 +2181,19 @@ class Recorder:
         journal.parent.mkdir(parents=True, exist_ok=True)
         self.cache, self.on_error = cache, on_error
         self.error: BaseException | None = None
-        self._fh = open(journal, "a", encoding="utf-8")
+        self.fresh: dict[int, tuple[int, int, Outcome]] = {}  # ordinal -> (offset, length, outcome)
+        self._fh = open(journal, "ab")
+        self._end = self._fh.tell()
         self._queue = queue.Queue(maxsize=self.BATCH)
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="k2vv-recorder", daemon=True)
         self._thread.start()
 
-    def put(self, key: str, exchange: dict | None, line: str) -> None:
+    def put(self, item: WorkItem, exchange: dict | None, outcome: Outcome, line: str) -> None:
         """Store `exchange` (None: a failure, journaled but never cached) and journal `line`."""
         import queue
-        entry = (key, None if exchange is None else canonical_json(exchange), line)
+        entry = (item.key, None if exchange is None else canonical_json(exchange), line.encode("utf-8"),
+                 item.ordinal, None if exchange is None else replace(outcome, completion=None))
         while not self._closed.is_set():  # a worker abandoned by a second Ctrl-C finishing late: dropped
             try:
                 self._queue.put(entry, timeout=0.2)
@@ -2204,13 +2218,17 @@ class Recorder:
 
     def _store(self, entries: list) -> None:
         try:
-            answers = [(key, value) for key, value, _ in entries if value is not None]
+            answers = [(key, value) for key, value, *_ in entries if value is not None]
             if answers:
                 with self.cache._cache.transact():
                     for key, value in answers:
                         self.cache._cache.set(key, value)
-            self._fh.write("".join(line for _, _, line in entries))
+            self._fh.write(b"".join(line for _, _, line, *_ in entries))
             self._fh.flush()
+            for _, _, line, ordinal, outcome in entries:
+                if outcome is not None:
+                    self.fresh[ordinal] = (self._end, len(line), outcome)
+                self._end += len(line)
         except Exception as err:  # noqa: BLE001 - disk full, a read-only cache: stops the run loudly
             self.error = err
             self.on_error(err)
@@ -2288,7 +2306,7 @@ class Runner:
                  progress: Callable[[RunState, bool], None] | None = None, seed: int | None = None):
         self.provider, self.cache, self.journal = provider, cache, journal
         self.recorder: Recorder | None = None
-        self.client = client_settings(provider.url)
+        self.client: dict | None = None  # client_settings, read by the first worker (no request, no import)
         self.concurrency, self.timeout, self.retries = concurrency, timeout, retries
         self.extra_body = extra_body
         self.progress = progress or (lambda state, final: None)
@@ -2311,6 +2329,8 @@ class Runner:
         session = getattr(self._local, "session", None)
         if session is None:
             import requests
+            with self._lock:
+                self.client = self.client or client_settings(self.provider.url)
             session = self._local.session = requests.Session()
             session.trust_env = False  # read once, in client_settings
             session.proxies.update(self.client["proxies"])
@@ -2376,7 +2396,7 @@ class Runner:
         else:
             outcome = Outcome("truncated" if error == "truncated" else "failed", error_class=error,
                               attempts=attempts, at=utc_now(), detail=detail)
-        self.recorder.put(item.key, exchange, result_line(item, outcome, self.extra_body))
+        self.recorder.put(item, exchange, outcome, result_line(item, outcome, self.extra_body))
         with self._lock:
             self.state.done += 1
             self.state.failed += not outcome.answered and outcome.response_class != "rejected"
@@ -4374,12 +4394,18 @@ class Job:
     def cases(self, errors: list):
         return self.test_set.cases(errors, self.limit)
 
-    def items(self, case: Case, samples: int | None = None) -> list[WorkItem]:
-        """The case's prepared request, one WorkItem per trial (or the first `samples`)."""
-        body = prepare_request(case.body, self.provider.model, self.temperature, self.max_tokens,
+    def prepare(self, case: Case) -> dict:
+        return prepare_request(case.body, self.provider.model, self.temperature, self.max_tokens,
                                self.extra_body, self.normalize_tool_ids)
+
+    def items(self, case: Case, number: int = 0, samples: int | None = None,
+              body: dict | None = None) -> list[WorkItem]:
+        """The case's prepared request (`body`, when prepared already), one WorkItem per trial (or
+        the first `samples`); `number` is the case's place in the test set (from 0)."""
+        body = body or self.prepare(case)
         payload = canonical_json(body)
-        return [WorkItem(case, sample, body, payload_key(payload, self.frame, sample), payload)
+        return [WorkItem(case, sample, body, payload_key(payload, self.frame, sample), payload,
+                         number * self.trials + sample)
                 for sample in range(self.trials if samples is None else samples)]
 
 
@@ -4511,41 +4537,50 @@ def resolve_baseline(args, job: Job) -> Baseline | None:
 
 
 def fold_answers(job: Job, cache: ResponseCache, baseline: Baseline | None = None, results=None,
-                 failures: JournalFailures | dict | None = None) -> dict:
+                 journal: JournalReader | None = None) -> dict:
     """summary.json from one pass over the test set: each batch of cases is prepared and keyed,
     its answers read from the cache with one SELECT, scored, folded into a Tally and forgotten, so
     memory stays flat at any size; `run` and `score` both end here, so they agree byte for byte.
-    With `results` (a text file), each (case, trial) also gets its results.jsonl line, or its
-    latest journal line from `failures` when it has no answer. Bad test-set lines raise at the end."""
+    With `results` (a text file), each (case, trial) also gets its results.jsonl line: from the
+    `journal` for an answer fetched in this run (neither keyed, read, scored nor dumped again) or
+    for a request with no answer (its latest failure), else written here. Bad test-set lines raise
+    at the end."""
     errors = []
     tally = Tally(job.trials, with_baseline=baseline is not None)
     temperatures = Counter()
     keep = results is not None
-    failures = failures or {}
-    for batch in _batched(job.cases(errors), FOLD_BATCH):
-        items = [job.items(case) for case in batch]
-        keys = [it.key for its in items for it in its]
+    fresh = journal.fresh if journal else {}
+    trials = job.trials
+    for batch in _batched(enumerate(job.cases(errors)), FOLD_BATCH):
+        bodies = [job.prepare(case) for _, case in batch]
+        items = [None if all(n * trials + t in fresh for t in range(trials)) else job.items(case, n, body=body)
+                 for (n, case), body in zip(batch, bodies)]
+        keys = [it.key for its in items if its for it in its if it.ordinal not in fresh]
         own = len(keys)
         if baseline is not None and baseline.job is not None:
-            keys += [baseline.job.items(case, 1)[0].key for case in batch]
+            keys += [baseline.job.items(case, samples=1)[0].key for _, case in batch]
         found = list(cache.get_each(keys))
-        base_found = found[own:] or [None] * len(batch)  # the baseline provider's cached answers
-        at = 0
-        for n, (case, its) in enumerate(zip(batch, items)):
+        answers, base_answers = iter(found[:own]), iter(found[own:])  # the baseline provider's, if any
+        for (n, case), body, its in zip(batch, bodies, items):
             outcomes = []
-            for item in its:
-                outcome = score_exchange(case.body, found[at], keep)
-                at += 1
-                outcomes.append(outcome)
+            for t in range(trials):
+                if n * trials + t in fresh:
+                    outcome, line = journal.answer(n * trials + t)
+                else:
+                    item = its[t]
+                    outcome = score_exchange(case.body, next(answers), keep)
+                    if keep:
+                        failure = journal.failure(item.key) if journal and outcome.response_class == "unanswered" else None
+                        line = result_line(item, outcome, job.extra_body, failure)
                 if keep:
-                    failure = failures.get(item.key) if outcome.response_class == "unanswered" else None
-                    results.write(result_line(item, outcome, job.extra_body, failure))
-            temperature = its[0].body.get("temperature")
+                    results.write(line)
+                outcomes.append(outcome)
+            temperature = body.get("temperature")
             if isinstance(temperature, (int, float)):
-                temperatures[temperature] += len(its)
+                temperatures[temperature] += trials
             base = None
             if baseline is not None:
-                base = baseline.answer(case, base_found[n])
+                base = baseline.answer(case, next(base_answers, None))
             tally.add(outcomes, base)
     if errors:
         raise InputErrors(errors)
@@ -4558,14 +4593,17 @@ def fold_answers(job: Job, cache: ResponseCache, baseline: Baseline | None = Non
                          baseline_info=baseline_info)
 
 
-class JournalFailures:
-    """Where the journal holds the newest line of each request that failed: what results.jsonl
-    reports for a request with no answer (K2VV dedups the same way). Only offsets are kept, so a
-    long journal costs no memory; success lines, and lines a rewrite wrote for requests never
-    sent, are skipped unparsed (json.dumps writes `"status": "failed"` exactly so)."""
+class JournalReader:
+    """What results.jsonl takes from the journal instead of recomputing it: the line the runner
+    wrote for each answer fetched in this run (`fresh`, Recorder.fresh: ordinal -> offset, length
+    and Outcome), and the newest line of each request that failed (what results.jsonl reports for a
+    request with no answer; K2VV dedups the same way). Only offsets are read from the file, so a
+    long journal costs no memory; success lines, and lines a rewrite wrote for requests never sent,
+    are skipped unparsed (json.dumps writes `"status": "failed"` exactly so)."""
 
-    def __init__(self, path: Path):
-        self.offsets: dict[str, int] = {}
+    def __init__(self, path: Path, fresh: dict | None = None):
+        self.fresh = fresh or {}
+        self.failures: dict[str, int] = {}
         self._fh = open(path, "rb") if path.exists() else None
         offset = 0
         for raw in self._fh or ():
@@ -4575,11 +4613,16 @@ class JournalFailures:
                 except ValueError:
                     rec = None  # a line cut by a crash: the cache has what matters
                 if isinstance(rec, dict) and rec.get("status") == "failed" and isinstance(rec.get("cache_key"), str):
-                    self.offsets[rec["cache_key"]] = offset
+                    self.failures[rec["cache_key"]] = offset
             offset += len(raw)
 
-    def get(self, key: str) -> dict | None:
-        offset = self.offsets.get(key)
+    def answer(self, ordinal: int) -> tuple[Outcome, str]:
+        offset, length, outcome = self.fresh[ordinal]
+        self._fh.seek(offset)
+        return outcome, self._fh.read(length).decode("utf-8")
+
+    def failure(self, key: str) -> dict | None:
+        offset = self.failures.get(key)
         if offset is None:
             return None
         self._fh.seek(offset)
@@ -4590,17 +4633,17 @@ class JournalFailures:
             self._fh.close()
 
 
-def write_results(job: Job, cache: ResponseCache, baseline: Baseline | None) -> dict:
+def write_results(job: Job, cache: ResponseCache, baseline: Baseline | None, fresh: dict | None = None) -> dict:
     """The last pass of `run`: results.jsonl rewritten once, in test-set order, one line per
-    (case, trial) re-scored from the cache; returns the summary."""
-    failures = JournalFailures(job.results_path)
+    (case, trial); returns the summary. `fresh`: Recorder.fresh of the run that just ended."""
+    journal = JournalReader(job.results_path, fresh)
     tmp = job.results_path.with_name(job.results_path.name + ".tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as out:
-            summary = fold_answers(job, cache, baseline, out, failures)
+            summary = fold_answers(job, cache, baseline, out, journal)
         os.replace(tmp, job.results_path)
     finally:
-        failures.close()
+        journal.close()
         tmp.unlink(missing_ok=True)
     return summary
 
@@ -4620,11 +4663,11 @@ def cache_misses(job: Job, cache: ResponseCache, runner: Runner, refresh: bool, 
     usable), the first of identical bodies only, found a batch at a time as the runner takes them,
     so sending starts at once and no request body is held longer than it is queued or in flight."""
     seen, errors, ordinal = set(), [], 0
-    for batch in _batched(job.cases(errors), FOLD_BATCH):
+    for batch in _batched(enumerate(job.cases(errors)), FOLD_BATCH):
         ordinal += len(batch) * job.trials
         if errors or ordinal > checked:  # lines the check pass did not see: the file changed since
             raise test_set_changed(job.test_set.name)
-        items = [it for case in batch for it in job.items(case)]
+        items = [it for n, case in batch for it in job.items(case, n)]
         found = [None] * len(items) if refresh else cache.get_each([it.key for it in items])
         for item, exchange in zip(items, found):
             if exchange is not None:
@@ -4723,7 +4766,7 @@ def cmd_run(args) -> int:
                 problem = f"HTTP 404 before any success: check --base-url ({_public_url(job.provider.url)} was not found)"
             print(f"k2vv: {problem}; stopped after {runner.state.sent} requests", file=sys.stderr)
             return EXIT_USAGE
-        summary = write_results(job, cache, baseline)
+        summary = write_results(job, cache, baseline, runner.recorder.fresh)
     write_json_atomic(job.summary_path, summary)
     _emit(args, summary)
     if interrupted or runner.stop.is_set():

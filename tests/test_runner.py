@@ -68,13 +68,33 @@ def test_faults_change_nothing_but_attempts(tmp_path, vendor):
 def test_second_run_sends_nothing_and_scores_the_same(tmp_path, vendor):
     k2vv.main(run_args(vendor, tmp_path))
     first = (tmp_path / "out" / "summary.json").read_bytes()
+    fetched = (tmp_path / "out" / "results.jsonl").read_bytes()  # lines the runner wrote, copied by the fold
     sent = len(vendor.received)
     assert sent == int(LIMIT)
     k2vv.main(run_args(vendor, tmp_path))
     assert len(vendor.received) == sent
     assert (tmp_path / "out" / "summary.json").read_bytes() == first
-    lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    assert (tmp_path / "out" / "results.jsonl").read_bytes() == fetched  # every line written from the cache
+    lines = fetched.decode().splitlines()
     assert len(lines) == int(LIMIT)  # deduplicated, one line per case
+
+
+def test_results_are_the_same_however_the_answers_were_split_between_runs(tmp_path):
+    """Trial 0 fetched by a first run, trial 1 by a second (cases half fresh, half cached; some
+    answers retried, some rejected): a third run, all cached, writes the same bytes."""
+    def faults(body, attempt):
+        h = int(k2vv.sha256_hex(json.dumps(body["messages"], sort_keys=True).encode()), 16)
+        return "400_schema" if h % 7 == 0 else first_attempt_faults(body, attempt)
+    with k2vv.SimVendor("reference", script=faults, retry_after="0") as v:
+        k2vv.main(run_args(v, tmp_path, "--limit", "30"))
+        k2vv.main(run_args(v, tmp_path, "--limit", "30", "--trials", "2"))
+        split = (tmp_path / "out" / "results.jsonl").read_bytes(), read_summary(tmp_path)
+        sent = len(v.received)
+        k2vv.main(run_args(v, tmp_path, "--limit", "30", "--trials", "2"))
+        assert len(v.received) == sent
+    assert split[1]["classes"]["responses"]["rejected"] > 0 and split[1]["classes"]["responses"]["unanswered"] == 0
+    assert (tmp_path / "out" / "results.jsonl").read_bytes() == split[0]
+    assert read_summary(tmp_path) == split[1]
 
 
 def test_results_lines_keep_k2vv_fields(tmp_path, vendor):
