@@ -88,6 +88,8 @@ RESPONSE_CLASSES = ("valid", "invalid", "empty_tool_calls", "unscored", "no_call
 CALL_CLASSES = ("valid", "invalid_json", "non_standard_json", "unknown_tool", "schema_mismatch", "unscored")
 DEFAULT_MIN_F1, DEFAULT_MIN_F1_THINKING, DEFAULT_MIN_SCHEMA_ACCURACY = 0.80, 0.73, 0.95  # K2VV README
 MIN_COVERAGE = 0.95
+FOLD_BATCH = 256  # cases per batch of cache reads (one SELECT of up to 500 keys), and per share of a process
+PARALLEL_MIN_BYTES = 1 << 20  # `score` forks one process per CPU for test sets from this size (~750 cases)
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 2000, 20250925  # seed: K2VV's first release date
 Z95 = 1.959963984540054
 
@@ -115,6 +117,9 @@ class InputError(K2vvError):
     def __init__(self, path, line, problem, expected=""):
         super().__init__(f"{path}:{line}: {problem}" + (f" (expected {expected})" if expected else ""))
         self.path, self.line, self.problem, self.expected = path, line, problem, expected
+
+    def __reduce__(self):  # pickled by `score`'s worker processes
+        return InputError, (self.path, self.line, self.problem, self.expected)
 
 
 class InputErrors(K2vvError):
@@ -283,10 +288,15 @@ def json_lines(lines: Iterable[bytes | str], path: str, errors: list):
             errors.append(InputError(path, number, "nested too deeply to read", "at most ~900 levels"))
 
 
-def iter_cases(lines: Iterable[bytes | str], path: str, errors: list):
+def duplicate_id(path: str, number: int, own_id: str, first: int) -> InputError:
+    return InputError(path, number, f"id {own_id!r} was already used on line {first}", "ids unique within a test set")
+
+
+def iter_cases(lines: Iterable[bytes | str], path: str, errors: list, ids: list | None = None):
     """Cases from K2VV JSONL lines, one at a time, so a test set of any size is read in flat memory.
     data_index is the 1-based *physical* line number (blank lines count, as in K2VV). A bad line
-    becomes an InputError in `errors` (every one is reported) and is not yielded."""
+    becomes an InputError in `errors` (every one is reported) and is not yielded. With `ids`, each
+    (id, line) is appended there for the caller to check (lines split between processes)."""
     seen_ids = {}
     for number, line in json_lines(lines, path, errors):
         if not isinstance(line, dict):
@@ -312,11 +322,12 @@ def iter_cases(lines: Iterable[bytes | str], path: str, errors: list):
         if problems:
             errors.extend(InputError(path, number, p) for p in problems)
             continue
-        if own_id is not None:
+        if own_id is not None and ids is not None:
+            ids.append((own_id, number))
+        elif own_id is not None:
             first = seen_ids.setdefault(own_id, number)
             if first != number:
-                errors.append(InputError(path, number, f"id {own_id!r} was already used on line {first}",
-                                         "ids unique within a test set"))
+                errors.append(duplicate_id(path, number, own_id, first))
                 continue
         body = {k: v for k, v in line.items() if k not in K2VV_ONLY_KEYS} if line.keys() & K2VV_ONLY_KEYS else line
         yield Case(number, own_id, body, line.get("expected"), line.get("k2vv"))
@@ -1177,7 +1188,8 @@ def bootstrap_f1(per_case: list, resamples: int = BOOTSTRAP_RESAMPLES, seed: int
     (tp, fp, fn) tuple per case (several trials add up), or a Counter of them. Cases with equal
     tuples are interchangeable, so one resample is a multinomial draw over the distinct tuples."""
     groups = per_case if isinstance(per_case, Counter) else Counter(per_case)
-    kinds, weights = list(groups), list(groups.values())
+    kinds = sorted(groups)  # not insertion order: the same cases give the same interval however they were folded
+    weights = [groups[kind] for kind in kinds]
     cases = sum(weights)
     if not cases:
         return None
@@ -1407,6 +1419,25 @@ class Tally:
         if base is not None and base.answered:
             self.per_case[(ctp, cfp, cfn)] += 1
 
+    def merge(self, other: Tally) -> None:
+        """Add the counters of a Tally of other cases (another process's share of the test set)."""
+        self.cases += other.cases
+        for mine, theirs in ((self.responses, other.responses), (self.call_classes, other.call_classes),
+                             (self.findings, other.findings), (self.finish, other.finish),
+                             (self.usage_sources, other.usage_sources), (self.attempts, other.attempts),
+                             (self.per_case, other.per_case)):
+            mine.update(theirs)
+        for key in self.usage:
+            self.usage[key] += other.usage[key]
+        self.totals += other.totals
+        self.ttfbs += other.ttfbs
+        stamps = [s for s in (self.first, other.first) if s]
+        self.first = min(stamps) if stamps else None
+        stamps = [s for s in (self.last, other.last) if s]
+        self.last = max(stamps) if stamps else None
+        for name in ("scored_calls", "valid_calls", "pass_any", "pass_all", "tp", "fp", "fn", "tn", "names_equal"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     def comparison(self) -> dict:
         """TP/FP/FN/TN over (case, trial) pairs where both sides answered, with coverage = scored
         pairs / all pairs, tool-name agreement on TP pairs and a bootstrap interval for F1."""
@@ -1538,18 +1569,32 @@ class TestSet:
     open_lines: Callable[[], Iterable[bytes]]  # a fresh iterator over its raw lines
     k2vv_results: list | None = None  # lines of a K2VV results file found beside the samples (tar.gz)
     sha256: str | None = None
+    size: int = 0  # bytes on disk (compressed, for .gz), or in memory: decides whether `score` forks
 
-    def cases(self, errors: list, limit: int | None = None):
+    def cases(self, errors: list, limit: int | None = None, share: tuple[int, int] | None = None,
+              ids: list | None = None):
         """Its cases in order, checked as they are read: a bad line goes to `errors` (the caller
-        raises them all at the end). Lines past `limit` cases are still read and checked."""
+        raises them all at the end). Lines past `limit` cases are still read and checked.
+        `share` = (rank, count): only the lines of process `rank` of `count` are parsed (batches of
+        FOLD_BATCH non-blank lines dealt in turn); the others are read and hashed but left unparsed
+        (as blank lines, so numbering holds), `limit` counts non-blank lines (the same cases when no
+        line is bad, and a bad line fails the command anyway), and `ids` collects (id, line)."""
         digest = hashlib.sha256()
+        read, last = [0], [None]  # non-blank lines read; the line of the limit-th one
 
         def hashed():
-            for raw in self.open_lines():
+            for number, raw in enumerate(self.open_lines(), 1):
                 digest.update(raw)
+                if share is not None and raw.strip():
+                    read[0] += 1
+                    if read[0] == limit:
+                        last[0] = number
+                    if (read[0] - 1) // FOLD_BATCH % share[1] != share[0]:
+                        raw = raw[:0]  # another process's line
                 yield raw
-        for n, case in enumerate(iter_cases(hashed(), self.name, errors)):
-            if limit is None or n < limit:
+        for n, case in enumerate(iter_cases(hashed(), self.name, errors, ids)):
+            # hashed() has read up to the case's line: `last` is set if the limit was reached by then
+            if limit is None or (n < limit if share is None else last[0] is None or case.data_index <= last[0]):
                 yield case
         sha = digest.hexdigest()
         if self.sha256 is not None and sha != self.sha256:
@@ -1592,11 +1637,13 @@ def load_test_set(path: str | None) -> TestSet:
     read when cases are walked; a file that cannot be opened at all is reported here."""
     if path is None:
         data = resource(BUNDLED_TESTSET)
-        return TestSet("bundled:" + BUNDLED_TESTSET, lambda: io.BytesIO(data))
+        return TestSet("bundled:" + BUNDLED_TESTSET, lambda: io.BytesIO(data), size=len(data))
     p = Path(path)
     try:
         with open(p, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # a pipe can be read once: keep it
+            info = os.fstat(fh.fileno())
+            size = info.st_size
+            if not stat.S_ISREG(info.st_mode):  # a pipe can be read once: keep it
                 data = fh.read()
                 p, path = None, str(path)
     except OSError as err:
@@ -1607,7 +1654,7 @@ def load_test_set(path: str | None) -> TestSet:
                 data = gzip.decompress(data)
             except (OSError, EOFError) as err:
                 raise K2vvError(f"{path}: not a valid gzip file ({err})") from None
-        return TestSet(path, lambda: io.BytesIO(data))
+        return TestSet(path, lambda: io.BytesIO(data), size=len(data))
     if p.name.endswith((".tar.gz", ".tgz")):
         inner, results = _tarball_members(path)
         seen = []
@@ -1616,11 +1663,13 @@ def load_test_set(path: str | None) -> TestSet:
         def samples():
             with tarfile.open(path, mode="r:*") as tar, tar.extractfile(inner) as fh:
                 yield fh
-        return TestSet(f"{path}:{inner}", lambda: _file_lines(path, samples, "not a readable .tar.gz", seen), results)
+        return TestSet(f"{path}:{inner}", lambda: _file_lines(path, samples, "not a readable .tar.gz", seen), results,
+                       size=size)
     seen = []
     if p.name.endswith(".gz"):
-        return TestSet(str(path), lambda: _file_lines(path, lambda: gzip.open(p, "rb"), "not a valid gzip file", seen))
-    return TestSet(str(path), lambda: _file_lines(path, lambda: open(p, "rb"), "read error", seen))
+        return TestSet(str(path), lambda: _file_lines(path, lambda: gzip.open(p, "rb"), "not a valid gzip file", seen),
+                       size=size)
+    return TestSet(str(path), lambda: _file_lines(path, lambda: open(p, "rb"), "read error", seen), size=size)
 
 
 def _tarball_members(path: str) -> tuple[str, list | None]:
@@ -1749,6 +1798,11 @@ class ResponseCache:
             return diskcache.Cache(self._copy, **settings)
         except (sqlite3.DatabaseError, TypeError, ValueError, OSError) as err:
             raise K2vvError(f"{self.directory}: not a usable k2vv cache ({str(err)[:120]})") from None
+
+    @property
+    def path(self) -> Path:
+        """The directory actually open: a private copy when the cache's own was read-only."""
+        return Path(self._copy) if self._copy else self.directory
 
     def get(self, key: str) -> dict | None:
         try:
@@ -4391,8 +4445,8 @@ class Job:
     def __post_init__(self):
         self.frame = key_frame(self.provider.url, self.provider.public_headers())
 
-    def cases(self, errors: list):
-        return self.test_set.cases(errors, self.limit)
+    def cases(self, errors: list, share: tuple[int, int] | None = None, ids: list | None = None):
+        return self.test_set.cases(errors, self.limit, share, ids)
 
     def prepare(self, case: Case) -> dict:
         return prepare_request(case.body, self.provider.model, self.temperature, self.max_tokens,
@@ -4468,9 +4522,6 @@ def build_job(args, provider: Provider | None = None, test_set: TestSet | None =
                Path(args.summary) if args.summary else out_dir / "summary.json")
 
 
-FOLD_BATCH = 256  # cases per batch of cache reads (one SELECT of up to 500 keys each)
-
-
 def _batched(iterable, size: int):
     batch = []
     for x in iterable:
@@ -4536,22 +4587,82 @@ def resolve_baseline(args, job: Job) -> Baseline | None:
     return Baseline({"name": spec, "source": "cache"}, job=base_job)
 
 
+@dataclass
+class Fold:
+    """What one pass over the test set, or one process's share of it, adds up. Shares merge into
+    exactly what a single pass gives: counters add, and the typical temperature's ties go to the
+    earliest line, as a single pass's first-seen order does."""
+    tally: Tally
+    temperatures: dict = field(default_factory=dict)  # temperature -> [requests, first line]
+    errors: list = field(default_factory=list)  # InputError, each line's in order
+    ids: list | None = None  # (id, line), checked for duplicates once every share is in
+    baseline_stats: Counter = field(default_factory=Counter)
+    sha256: str | None = None
+    damaged: list = field(default_factory=list)
+
+    def merge(self, other: Fold) -> None:
+        self.tally.merge(other.tally)
+        for temperature, (count, line) in other.temperatures.items():
+            mine = self.temperatures.setdefault(temperature, [0, line])
+            mine[0], mine[1] = mine[0] + count, min(mine[1], line)
+        self.errors += other.errors
+        self.ids = None if self.ids is None else self.ids + (other.ids or [])
+        self.baseline_stats.update(other.baseline_stats)
+        if other.sha256 != self.sha256:
+            self.sha256 = "changed"
+        self.damaged += other.damaged
+
+    def typical_temperature(self):
+        if not self.temperatures:
+            return None
+        return min(self.temperatures.items(), key=lambda kv: (-kv[1][0], kv[1][1]))[0]
+
+
 def fold_answers(job: Job, cache: ResponseCache, baseline: Baseline | None = None, results=None,
-                 journal: JournalReader | None = None) -> dict:
+                 journal: JournalReader | None = None, processes: int = 1) -> dict:
     """summary.json from one pass over the test set: each batch of cases is prepared and keyed,
     its answers read from the cache with one SELECT, scored, folded into a Tally and forgotten, so
     memory stays flat at any size; `run` and `score` both end here, so they agree byte for byte.
     With `results` (a text file), each (case, trial) also gets its results.jsonl line: from the
     `journal` for an answer fetched in this run (neither keyed, read, scored nor dumped again) or
-    for a request with no answer (its latest failure), else written here. Bad test-set lines raise
-    at the end."""
-    errors = []
-    tally = Tally(job.trials, with_baseline=baseline is not None)
-    temperatures = Counter()
+    for a request with no answer (its latest failure), else written here. `processes` > 1 (no
+    results): shares of the test set are folded by forked processes and merged. Bad test-set
+    lines raise at the end."""
+    if processes > 1 and results is None:
+        fold = fold_in_processes(job, cache, baseline, processes)
+    else:
+        fold = fold_share(job, cache, baseline, results, journal)
+        job.test_set.sha256 = fold.sha256
+    errors = fold.errors
+    if fold.ids is not None:
+        seen = {}
+        for own_id, number in sorted(fold.ids, key=lambda pair: pair[1]):
+            first = seen.setdefault(own_id, number)
+            if first != number:
+                errors.append(duplicate_id(job.test_set.name, number, own_id, first))
+    if errors:
+        raise InputErrors(sorted(errors, key=lambda err: err.line))
+    if baseline is not None:
+        baseline.stats = fold.baseline_stats
+    tally = fold.tally
+    baseline_info = baseline.finish(tally.cases, job.test_set.name, job.cache_dir) if baseline else None
+    info = {"provider": job.provider.name, "base_url": _public_url(job.provider.base_url),
+            "model": job.provider.model, "dataset": job.test_set.name, "dataset_sha256": job.test_set.sha256,
+            "cases": tally.cases, "settings": job.settings}
+    return tally.summary(thresholds=default_thresholds(fold.typical_temperature(), job.min_f1, job.min_schema),
+                         info=info, baseline_info=baseline_info)
+
+
+def fold_share(job: Job, cache: ResponseCache, baseline: Baseline | None = None, results=None,
+               journal: JournalReader | None = None, share: tuple[int, int] | None = None) -> Fold:
+    """The pass itself (see fold_answers), over the whole test set or one `share` of it."""
+    fold = Fold(Tally(job.trials, with_baseline=baseline is not None), ids=[] if share else None)
     keep = results is not None
     fresh = journal.fresh if journal else {}
     trials = job.trials
-    for batch in _batched(enumerate(job.cases(errors)), FOLD_BATCH):
+    if baseline is not None:
+        baseline.stats = fold.baseline_stats
+    for batch in _batched(enumerate(job.cases(fold.errors, share, fold.ids)), FOLD_BATCH):
         bodies = [job.prepare(case) for _, case in batch]
         items = [None if all(n * trials + t in fresh for t in range(trials)) else job.items(case, n, body=body)
                  for (n, case), body in zip(batch, bodies)]
@@ -4577,20 +4688,86 @@ def fold_answers(job: Job, cache: ResponseCache, baseline: Baseline | None = Non
                 outcomes.append(outcome)
             temperature = body.get("temperature")
             if isinstance(temperature, (int, float)):
-                temperatures[temperature] += trials
+                fold.temperatures.setdefault(temperature, [0, case.data_index])[0] += trials
             base = None
             if baseline is not None:
                 base = baseline.answer(case, next(base_answers, None))
-            tally.add(outcomes, base)
-    if errors:
-        raise InputErrors(errors)
-    baseline_info = baseline.finish(tally.cases, job.test_set.name, job.cache_dir) if baseline else None
-    typical = temperatures.most_common(1)[0][0] if temperatures else None
-    info = {"provider": job.provider.name, "base_url": _public_url(job.provider.base_url),
-            "model": job.provider.model, "dataset": job.test_set.name, "dataset_sha256": job.test_set.sha256,
-            "cases": tally.cases, "settings": job.settings}
-    return tally.summary(thresholds=default_thresholds(typical, job.min_f1, job.min_schema), info=info,
-                         baseline_info=baseline_info)
+            fold.tally.add(outcomes, base)
+    fold.sha256 = job.test_set.sha256
+    return fold
+
+
+def score_processes(flag: int | None, test_set: TestSet) -> int:
+    """--jobs, else one process per usable CPU (at most 8) for a test set of PARALLEL_MIN_BYTES or
+    more, where Linux can fork: on 2 cores, `score` of 100,000 answers takes half the time."""
+    import multiprocessing
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    if flag:
+        return flag
+    if test_set.size < PARALLEL_MIN_BYTES or not hasattr(os, "sched_getaffinity"):
+        return 1
+    return max(1, min(8, len(os.sched_getaffinity(0))))
+
+
+def fold_in_processes(job: Job, cache: ResponseCache, baseline: Baseline | None, processes: int) -> Fold:
+    """fold_share in `processes` forked processes, one share each, merged here. Each opens its
+    own connection to the cache (never one inherited across fork); a bad line, a changed file or
+    cache damage comes back as data; a process that dies is an error, never a partial summary."""
+    import multiprocessing
+    context = multiprocessing.get_context("fork")
+    workers = []
+    try:
+        for rank in range(processes):
+            receive, send = context.Pipe(duplex=False)
+            worker = context.Process(target=_fold_worker, args=(send, job, cache.path, baseline, (rank, processes)),
+                                     daemon=True, name=f"k2vv-score-{rank}")
+            worker.start()
+            send.close()
+            workers.append((worker, receive))
+        folds = []
+        for worker, receive in workers:
+            try:
+                status, value = receive.recv()
+            except EOFError:
+                worker.join()
+                raise K2vvError(f"a scoring process ended without its share (exit code {worker.exitcode}); "
+                                "run again with --jobs 1") from None
+            if status != "ok":
+                raise value
+            folds.append(value)
+    finally:
+        for worker, receive in workers:
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
+            receive.close()
+    fold = folds[0]
+    for other in folds[1:]:
+        fold.merge(other)
+    if fold.sha256 == "changed":
+        raise test_set_changed(job.test_set.name)
+    job.test_set.sha256 = fold.sha256
+    cache.damaged += fold.damaged
+    return fold
+
+
+def _fold_worker(send, job: Job, cache_dir: Path, baseline: Baseline | None, share: tuple[int, int]) -> None:
+    """One forked process of fold_in_processes: its Fold, or the error that stopped it, down `send`."""
+    try:
+        with ResponseCache(cache_dir, readonly=True) as cache:
+            fold = fold_share(job, cache, baseline, share=share)
+            fold.damaged = cache.damaged
+        send.send(("ok", fold))
+    except K2vvError as err:
+        send.send(("error", err))
+    except KeyboardInterrupt:
+        pass  # the parent was interrupted too, and says so
+    except BaseException:  # noqa: BLE001 - a bug: its traceback, in the parent's error
+        import traceback
+        send.send(("error", RuntimeError("a scoring process failed:\n" + traceback.format_exc())))
+    finally:
+        send.close()
 
 
 class JournalReader:
@@ -4783,7 +4960,7 @@ def cmd_score(args) -> int:
     job = build_job(args)
     baseline = resolve_baseline(args, job)
     with open_cache(job.cache_dir, readonly=True) as cache:
-        summary = fold_answers(job, cache, baseline)
+        summary = fold_answers(job, cache, baseline, processes=score_processes(args.jobs, job.test_set))
         _report_damage(cache)
     write_json_atomic(job.summary_path, summary)
     _emit(args, summary)
@@ -5040,6 +5217,9 @@ def _add_job_args(p: argparse.ArgumentParser, network: bool) -> None:
     p.add_argument("--min-f1", type=float, help="F1 threshold (default 0.80; 0.73 at temperature >= 1)")
     p.add_argument("--min-schema-accuracy", type=float, help="schema accuracy threshold (default 0.95)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    if not network:
+        p.add_argument("--jobs", type=int, metavar="N", help="processes that score shares of the test set "
+                       "(default: one per CPU, at most 8, for test sets of 1 MiB or more; 1 = this process only)")
     if network:
         p.add_argument("--api-key", help="API key (discouraged: visible in `ps`; use the provider's env variable)")
         p.add_argument("--concurrency", type=int, help="parallel requests (default: provider's or 5)")
@@ -5114,6 +5294,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--trials and --limit must be at least 1")
     if getattr(args, "concurrency", None) is not None and args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
+    if getattr(args, "jobs", None) is not None and args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     if getattr(args, "retries", 0) < 0:
         parser.error("--retries must be 0 or more")
     if getattr(args, "timeout", None) is not None and not args.timeout > 0:
