@@ -51,7 +51,7 @@ import time
 import unicodedata
 import urllib.parse
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -271,6 +271,18 @@ def _json_type(value) -> str:
         return "null"
     return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
             list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+_JSON_FIRST_BYTES = frozenset(b'{["-0123456789tfn')
+
+
+def is_blank(raw: bytes) -> bool:
+    """A line json_lines skips, without decoding the common case: blank as str.strip sees it
+    (which also strips Unicode spaces and \\x1c-\\x1f, unlike bytes.strip)."""
+    text = raw.lstrip()
+    if not text:
+        return True
+    return text[0] not in _JSON_FIRST_BYTES and not raw.decode("utf-8", errors="replace").strip()
 
 
 def json_lines(lines: Iterable[bytes | str], path: str, errors: list):
@@ -1348,6 +1360,12 @@ def decide_verdict(schema_ci, answered_share, baseline: dict | None, thresholds:
 UNANSWERED = Outcome("unanswered")
 
 
+def case_facts(out: Outcome) -> tuple:
+    """What a case's counters need of one answer: (answered, triggered, passes, tool names). The
+    runner keeps only this of the answers it fetched (Recorder.fresh), not the whole Outcome."""
+    return out.answered, out.triggered, out.response_class in ("valid", "no_call"), out.names
+
+
 class Tally:
     """Running counters of one provider's answers, fed one case (all its trials) at a time, so a
     summary of any number of cases needs flat memory. Percentiles keep one number per answer;
@@ -1369,45 +1387,56 @@ class Tally:
     def add(self, outcomes: list, base: BaselineAnswer | None = None) -> None:
         """Fold one case: its outcome per trial (UNANSWERED where there is none) and the
         baseline's answer for it (None when the baseline has none)."""
+        for out in outcomes:
+            self.add_answer(out)
+        self.add_case([case_facts(out) for out in outcomes], base)
+
+    def add_answer(self, out: Outcome) -> None:
+        """The counters of one answer that need nothing of its case (any order, any process)."""
+        self.responses[out.response_class] += 1
+        if out.findings:
+            self.findings.update(out.findings)
+        if out.attempts:
+            self.attempts[str(out.attempts)] += 1
+        if out.at:
+            stamp = (out.at, (out.timing or {}).get("total_ms") or 0)
+            self.first = stamp if self.first is None else min(self.first, stamp)
+            self.last = stamp if self.last is None else max(self.last, stamp)
+        if not out.answered:
+            return
+        self.finish[out.finish_reason] += 1
+        self.usage_sources[out.usage_source] += 1
+        if out.usage:
+            for key in self.usage:
+                value = out.usage.get(key)
+                self.usage[key] += value if isinstance(value, int) else 0
+        if out.timing:
+            if isinstance(out.timing.get("total_ms"), (int, float)):
+                self.totals.append(out.timing["total_ms"])
+            if isinstance(out.timing.get("ttfb_ms"), (int, float)):
+                self.ttfbs.append(out.timing["ttfb_ms"])
+        if out.triggered:
+            for call in out.calls:
+                self.call_classes[call.cls] += 1
+                if call.cls != "unscored":
+                    self.scored_calls += 1
+                    self.valid_calls += call.cls == "valid"
+
+    def add_case(self, answers: list, base: BaselineAnswer | None = None) -> None:
+        """The counters of one case: case_facts of each trial's answer, against the baseline's."""
         self.cases += 1
         passed = ctp = cfp = cfn = 0
-        for out in outcomes:
-            self.responses[out.response_class] += 1
-            if out.findings:
-                self.findings.update(out.findings)
-            if out.attempts:
-                self.attempts[str(out.attempts)] += 1
-            if out.at:
-                stamp = (out.at, (out.timing or {}).get("total_ms") or 0)
-                self.first = stamp if self.first is None else min(self.first, stamp)
-                self.last = stamp if self.last is None else max(self.last, stamp)
-            if not out.answered:
+        for answered, triggered, passes, names in answers:
+            if not answered:
                 continue
-            self.finish[out.finish_reason] += 1
-            self.usage_sources[out.usage_source] += 1
-            if out.usage:
-                for key in self.usage:
-                    value = out.usage.get(key)
-                    self.usage[key] += value if isinstance(value, int) else 0
-            if out.timing:
-                if isinstance(out.timing.get("total_ms"), (int, float)):
-                    self.totals.append(out.timing["total_ms"])
-                if isinstance(out.timing.get("ttfb_ms"), (int, float)):
-                    self.ttfbs.append(out.timing["ttfb_ms"])
-            if out.triggered:
-                for call in out.calls:
-                    self.call_classes[call.cls] += 1
-                    if call.cls != "unscored":
-                        self.scored_calls += 1
-                        self.valid_calls += call.cls == "valid"
-            agrees = base is None or not base.answered or base.triggered == out.triggered
-            passed += out.response_class in ("valid", "no_call") and agrees
+            agrees = base is None or not base.answered or base.triggered == triggered
+            passed += passes and agrees
             if base is None or not base.answered:
                 continue
-            if out.triggered and base.triggered:  # pairs where both sides answered (DESIGN §8)
+            if triggered and base.triggered:  # pairs where both sides answered (DESIGN §8)
                 ctp += 1
-                self.names_equal += sorted(out.names, key=str) == sorted(base.names, key=str)
-            elif out.triggered:
+                self.names_equal += sorted(names, key=str) == sorted(base.names, key=str)
+            elif triggered:
                 cfp += 1
             elif base.triggered:
                 cfn += 1
@@ -1585,7 +1614,7 @@ class TestSet:
         def hashed():
             for number, raw in enumerate(self.open_lines(), 1):
                 digest.update(raw)
-                if share is not None and raw.strip():
+                if share is not None and not is_blank(raw):
                     read[0] += 1
                     if read[0] == limit:
                         last[0] = number
@@ -2224,9 +2253,10 @@ class Recorder:
     the commit, and queueing on a journal lock, left them idle: BENCHMARKS.md §2). A line is
     journaled only after its answer is committed, so the journal never names an answer the cache
     lacks; a crash loses at most the batch being stored, whose answers are sent again. The queue is
-    bounded, so memory stays flat when the disk is slower than the provider. `fresh` keeps, per
-    answer fetched in this run, where its line is and its Outcome without the completion, so the
-    fold copies the line instead of decoding, scoring and dumping the answer again."""
+    bounded, so memory stays flat when the disk is slower than the provider. Of each answer fetched
+    in this run it keeps where its line is and its case_facts (`fresh`, ~0.3 KB an answer), and
+    adds the rest of its Outcome to `tally`: the fold copies the line and the counters instead of
+    decoding, scoring and dumping the answer a second time."""
 
     BATCH = 256
 
@@ -2235,11 +2265,13 @@ class Recorder:
         journal.parent.mkdir(parents=True, exist_ok=True)
         self.cache, self.on_error = cache, on_error
         self.error: BaseException | None = None
-        self.fresh: dict[int, tuple[int, int, Outcome]] = {}  # ordinal -> (offset, length, outcome)
+        self.fresh: dict[int, tuple[int, int, tuple]] = {}  # ordinal -> (offset, length, case_facts)
+        self.tally = Tally()  # add_answer of every fresh answer
         self._fh = open(journal, "ab")
-        self._end = self._fh.tell()
+        self._end = 0  # offset of the next line written (set from tell() after each write)
         self._queue = queue.Queue(maxsize=self.BATCH)
         self._closed = threading.Event()
+        self.finished = False  # True once close() saw the thread end: `fresh` and `tally` are whole
         self._thread = threading.Thread(target=self._loop, name="k2vv-recorder", daemon=True)
         self._thread.start()
 
@@ -2247,7 +2279,7 @@ class Recorder:
         """Store `exchange` (None: a failure, journaled but never cached) and journal `line`."""
         import queue
         entry = (item.key, None if exchange is None else canonical_json(exchange), line.encode("utf-8"),
-                 item.ordinal, None if exchange is None else replace(outcome, completion=None))
+                 item.ordinal, None if exchange is None else outcome)
         while not self._closed.is_set():  # a worker abandoned by a second Ctrl-C finishing late: dropped
             try:
                 self._queue.put(entry, timeout=0.2)
@@ -2257,18 +2289,21 @@ class Recorder:
 
     def _loop(self) -> None:
         import queue
-        while True:
-            batch = [self._queue.get()]
-            while batch[-1] is not None and len(batch) < self.BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            entries = batch[:-1] if batch[-1] is None else batch
-            if entries and self.error is None:
-                self._store(entries)
-            if batch[-1] is None:
-                return
+        try:
+            while True:
+                batch = [self._queue.get()]
+                while batch[-1] is not None and len(batch) < self.BATCH:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                entries = batch[:-1] if batch[-1] is None else batch
+                if entries and self.error is None:
+                    self._store(entries)
+                if batch[-1] is None:
+                    return
+        finally:
+            self._closed.set()  # whatever ended it, no worker waits on a queue nobody reads
 
     def _store(self, entries: list) -> None:
         try:
@@ -2277,22 +2312,36 @@ class Recorder:
                 with self.cache._cache.transact():
                     for key, value in answers:
                         self.cache._cache.set(key, value)
-            self._fh.write(b"".join(line for _, _, line, *_ in entries))
+            data = b"".join(line for _, _, line, *_ in entries)
+            self._fh.write(data)
             self._fh.flush()
+            # where the data landed, even if something else appends to the same file: O_APPEND puts
+            # one write at the end, and tell() is just past it
+            self._end = self._fh.tell() - len(data)
             for _, _, line, ordinal, outcome in entries:
                 if outcome is not None:
-                    self.fresh[ordinal] = (self._end, len(line), outcome)
+                    answered, triggered, passes, names = case_facts(outcome)
+                    names = tuple(sys.intern(n) if isinstance(n, str) else n for n in names)
+                    self.fresh[ordinal] = (self._end, len(line), (answered, triggered, passes, names))
+                    self.tally.add_answer(outcome)
                 self._end += len(line)
         except Exception as err:  # noqa: BLE001 - disk full, a read-only cache: stops the run loudly
             self.error = err
             self.on_error(err)
 
     def close(self) -> None:
-        """Store what is queued, then fsync and close the journal."""
+        """Store what is queued (at most a batch or two: a Ctrl-C meanwhile is held until it is
+        done; a second one leaves it, `finished` stays False), then fsync and close the journal."""
         self._queue.put(None)
+        interrupted = None
         while self._thread.is_alive():
-            self._thread.join(0.2)
-        self._closed.set()
+            try:
+                self._thread.join(0.2)
+            except KeyboardInterrupt as err:
+                if interrupted:
+                    raise
+                interrupted = err
+        self.finished = True
         try:
             self._fh.flush()
             os.fsync(self._fh.fileno())
@@ -2303,6 +2352,8 @@ class Recorder:
                 self.on_error(err)
             with contextlib.suppress(OSError):
                 self._fh.close()  # the lines a full disk refused: their answers are cached
+        if interrupted:
+            raise interrupted
 
 
 def k2vv_hash(body: dict) -> str:
@@ -4673,26 +4724,30 @@ def fold_share(job: Job, cache: ResponseCache, baseline: Baseline | None = None,
         found = list(cache.get_each(keys))
         answers, base_answers = iter(found[:own]), iter(found[own:])  # the baseline provider's, if any
         for (n, case), body, its in zip(batch, bodies, items):
-            outcomes = []
+            facts = []
             for t in range(trials):
-                if n * trials + t in fresh:
-                    outcome, line = journal.answer(n * trials + t)
+                if n * trials + t in fresh:  # its other counters are in journal.tally already
+                    fact, line = journal.answer(n * trials + t)
                 else:
                     item = its[t]
                     outcome = score_exchange(case.body, next(answers), keep)
+                    fold.tally.add_answer(outcome)
+                    fact = case_facts(outcome)
                     if keep:
                         failure = journal.failure(item.key) if journal and outcome.response_class == "unanswered" else None
                         line = result_line(item, outcome, job.extra_body, failure)
                 if keep:
                     results.write(line)
-                outcomes.append(outcome)
+                facts.append(fact)
             temperature = body.get("temperature")
             if isinstance(temperature, (int, float)):
                 fold.temperatures.setdefault(temperature, [0, case.data_index])[0] += trials
             base = None
             if baseline is not None:
                 base = baseline.answer(case, next(base_answers, None))
-            fold.tally.add(outcomes, base)
+            fold.tally.add_case(facts, base)
+    if journal is not None and journal.tally is not None:
+        fold.tally.merge(journal.tally)
     fold.sha256 = job.test_set.sha256
     return fold
 
@@ -4705,8 +4760,8 @@ def score_processes(flag: int | None, test_set: TestSet) -> int:
         return 1
     if flag:
         return flag
-    if test_set.size < PARALLEL_MIN_BYTES or not hasattr(os, "sched_getaffinity"):
-        return 1
+    if test_set.size < PARALLEL_MIN_BYTES or not hasattr(os, "sched_getaffinity") or threading.active_count() > 1:
+        return 1  # (a caller running threads, e.g. k2vv inside a server, is not forked unasked)
     return max(1, min(8, len(os.sched_getaffinity(0))))
 
 
@@ -4716,14 +4771,20 @@ def fold_in_processes(job: Job, cache: ResponseCache, baseline: Baseline | None,
     cache damage comes back as data; a process that dies is an error, never a partial summary."""
     import multiprocessing
     context = multiprocessing.get_context("fork")
+    cache._cache.close()  # no SQLite connection or lock state crosses the fork (diskcache reopens lazily)
     workers = []
     try:
         for rank in range(processes):
             receive, send = context.Pipe(duplex=False)
             worker = context.Process(target=_fold_worker, args=(send, job, cache.path, baseline, (rank, processes)),
                                      daemon=True, name=f"k2vv-score-{rank}")
-            worker.start()
-            send.close()
+            try:
+                worker.start()
+            except OSError as err:  # out of processes or memory: say so, the user can pass --jobs 1
+                raise K2vvError(f"cannot start a scoring process ({err.strerror or err}); run again with --jobs 1") \
+                    from None
+            finally:
+                send.close()
             workers.append((worker, receive))
         folds = []
         for worker, receive in workers:
@@ -4760,12 +4821,14 @@ def _fold_worker(send, job: Job, cache_dir: Path, baseline: Baseline | None, sha
             fold.damaged = cache.damaged
         send.send(("ok", fold))
     except K2vvError as err:
-        send.send(("error", err))
+        with contextlib.suppress(OSError):  # the parent is gone (killed): nobody to tell
+            send.send(("error", err))
     except KeyboardInterrupt:
         pass  # the parent was interrupted too, and says so
     except BaseException:  # noqa: BLE001 - a bug: its traceback, in the parent's error
         import traceback
-        send.send(("error", RuntimeError("a scoring process failed:\n" + traceback.format_exc())))
+        with contextlib.suppress(OSError):
+            send.send(("error", RuntimeError("a scoring process failed:\n" + traceback.format_exc())))
     finally:
         send.close()
 
@@ -4778,8 +4841,9 @@ class JournalReader:
     long journal costs no memory; success lines, and lines a rewrite wrote for requests never sent,
     are skipped unparsed (json.dumps writes `"status": "failed"` exactly so)."""
 
-    def __init__(self, path: Path, fresh: dict | None = None):
-        self.fresh = fresh or {}
+    def __init__(self, path: Path, recorder: Recorder | None = None):
+        self.fresh = recorder.fresh if recorder else {}
+        self.tally = recorder.tally if recorder else None
         self.failures: dict[str, int] = {}
         self._fh = open(path, "rb") if path.exists() else None
         offset = 0
@@ -4793,10 +4857,11 @@ class JournalReader:
                     self.failures[rec["cache_key"]] = offset
             offset += len(raw)
 
-    def answer(self, ordinal: int) -> tuple[Outcome, str]:
-        offset, length, outcome = self.fresh[ordinal]
+    def answer(self, ordinal: int) -> tuple[tuple, str]:
+        """(case_facts, results line) of an answer fetched in this run."""
+        offset, length, facts = self.fresh[ordinal]
         self._fh.seek(offset)
-        return outcome, self._fh.read(length).decode("utf-8")
+        return facts, self._fh.read(length).decode("utf-8")
 
     def failure(self, key: str) -> dict | None:
         offset = self.failures.get(key)
@@ -4810,10 +4875,11 @@ class JournalReader:
             self._fh.close()
 
 
-def write_results(job: Job, cache: ResponseCache, baseline: Baseline | None, fresh: dict | None = None) -> dict:
+def write_results(job: Job, cache: ResponseCache, baseline: Baseline | None,
+                  recorder: Recorder | None = None) -> dict:
     """The last pass of `run`: results.jsonl rewritten once, in test-set order, one line per
-    (case, trial); returns the summary. `fresh`: Recorder.fresh of the run that just ended."""
-    journal = JournalReader(job.results_path, fresh)
+    (case, trial); returns the summary. `recorder`: the one of the run that just ended."""
+    journal = JournalReader(job.results_path, recorder)
     tmp = job.results_path.with_name(job.results_path.name + ".tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as out:
@@ -4943,7 +5009,7 @@ def cmd_run(args) -> int:
                 problem = f"HTTP 404 before any success: check --base-url ({_public_url(job.provider.url)} was not found)"
             print(f"k2vv: {problem}; stopped after {runner.state.sent} requests", file=sys.stderr)
             return EXIT_USAGE
-        summary = write_results(job, cache, baseline, runner.recorder.fresh)
+        summary = write_results(job, cache, baseline, runner.recorder if runner.recorder.finished else None)
     write_json_atomic(job.summary_path, summary)
     _emit(args, summary)
     if interrupted or runner.stop.is_set():

@@ -463,3 +463,20 @@ def test_a_journal_that_cannot_be_written_stops_the_run_and_keeps_committed_answ
     assert k2vv.main(run_args(vendor, tmp_path)) in (0, 1, 3)
     assert len(vendor.received) - first < int(LIMIT)  # the first batch was committed before its lines failed
     assert read_summary(tmp_path)["classes"]["responses"]["unanswered"] == 0
+
+
+def test_lines_appended_to_the_journal_by_someone_else_do_not_shift_the_results(tmp_path):
+    """Another writer appending to results.jsonl mid-run (a second run with the same --out): the
+    fold copies this run's lines from where they really landed."""
+    journal = tmp_path / "out" / "results.jsonl"
+
+    def meddler(body, attempt):
+        with open(journal, "a") as fh:
+            fh.write('{"meddler": "x' + "y" * 37 + '"}\n')
+        return None
+    with k2vv.SimVendor("reference", script=meddler) as v:
+        k2vv.main(run_args(v, tmp_path))
+        fetched = journal.read_bytes()
+        k2vv.main(run_args(v, tmp_path))
+    assert b"meddler" not in fetched
+    assert journal.read_bytes() == fetched  # the same lines, all from the cache

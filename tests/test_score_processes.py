@@ -14,7 +14,8 @@ from conftest import ROOT
 
 def big_test_set(path, copies=3):
     """The bundled cases, `copies` times, each copy's user turns made distinct (~900 lines: shares
-    of 256 lines go to every process), with a few ids, blank lines and a temperature of its own."""
+    of 256 lines go to every process), with a few ids, blank lines (some only Unicode spaces) and a
+    temperature of its own."""
     lines = k2vv.resource(k2vv.BUNDLED_TESTSET).decode().splitlines()
     out = []
     for copy in range(copies):
@@ -30,7 +31,9 @@ def big_test_set(path, copies=3):
             out.append(json.dumps(line))
             if i % 211 == 5:
                 out.append("")
-    path.write_text("\n".join(out) + "\n")
+            if i % 211 == 100:
+                out.append("\u00a0\u3000")  # blank to str.strip, not to bytes.strip
+    path.write_text("\n".join(out) + "\n", encoding="utf-8")
     return path
 
 
@@ -99,10 +102,17 @@ def test_every_bad_line_is_reported_whichever_process_read_it(answered):
     assert score(tmp_path, bad, *providers, "--jobs", "3", out="bad3") == (code, out, err)
 
 
-def test_small_test_sets_stay_in_one_process_unless_asked(tmp_path):
-    small = k2vv.load_test_set(None)
-    assert k2vv.score_processes(None, small) == 1
-    assert k2vv.score_processes(2, small) == 2
-    big = k2vv.load_test_set(str(big_test_set(tmp_path / "big.jsonl", copies=8)))
-    assert big.size >= k2vv.PARALLEL_MIN_BYTES
-    assert k2vv.score_processes(None, big) == max(1, min(8, len(__import__("os").sched_getaffinity(0))))
+def test_only_large_test_sets_in_a_single_threaded_process_fork_unasked(tmp_path):
+    big = big_test_set(tmp_path / "big.jsonl", copies=8)
+    probe = ("import os, sys, threading, k2vv\n"
+             "small, big = k2vv.load_test_set(None), k2vv.load_test_set(sys.argv[1])\n"
+             "print(k2vv.score_processes(None, small), k2vv.score_processes(2, small),"
+             " k2vv.score_processes(None, big), min(8, len(os.sched_getaffinity(0))), big.size >= k2vv.PARALLEL_MIN_BYTES)\n"
+             "threading.Thread(target=threading.Event().wait, args=(5,), daemon=True).start()\n"
+             "print(k2vv.score_processes(None, big), k2vv.score_processes(3, big))\n")
+    proc = subprocess.run([sys.executable, "-c", probe, str(big)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60)
+    first, second = proc.stdout.splitlines()
+    small_default, small_asked, big_default, cpus, big_enough = first.split()
+    assert (small_default, small_asked, big_default, big_enough) == ("1", "2", cpus, "True")
+    assert second.split() == ["1", "3"]  # threads running: only when asked
