@@ -89,6 +89,7 @@ CALL_CLASSES = ("valid", "invalid_json", "non_standard_json", "unknown_tool", "s
 DEFAULT_MIN_F1, DEFAULT_MIN_F1_THINKING, DEFAULT_MIN_SCHEMA_ACCURACY = 0.80, 0.73, 0.95  # K2VV README
 MIN_COVERAGE = 0.95
 FOLD_BATCH = 256  # cases per batch of cache reads (one SELECT of up to 500 keys), and per share of a process
+SEND_BATCH = 64  # cases `run` prepares ahead of its workers (each parsed body ~10 KB until sent): 256 cost 3.5 MB
 PARALLEL_MIN_BYTES = 1 << 20  # `score` forks one process per CPU for test sets from this size (~750 cases)
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 2000, 20250925  # seed: K2VV's first release date
 Z95 = 1.959963984540054
@@ -2258,7 +2259,7 @@ class Recorder:
     adds the rest of its Outcome to `tally`: the fold copies the line and the counters instead of
     decoding, scoring and dumping the answer a second time."""
 
-    BATCH = 256
+    BATCH = 64  # answers stored per transaction at most; also the queue's bound (~5 KB an entry)
 
     def __init__(self, cache: ResponseCache, journal: Path, on_error: Callable[[BaseException], None]):
         import queue
@@ -4906,7 +4907,7 @@ def cache_misses(job: Job, cache: ResponseCache, runner: Runner, refresh: bool, 
     usable), the first of identical bodies only, found a batch at a time as the runner takes them,
     so sending starts at once and no request body is held longer than it is queued or in flight."""
     seen, errors, ordinal = set(), [], 0
-    for batch in _batched(enumerate(job.cases(errors)), FOLD_BATCH):
+    for batch in _batched(enumerate(job.cases(errors)), SEND_BATCH):
         ordinal += len(batch) * job.trials
         if errors or ordinal > checked:  # lines the check pass did not see: the file changed since
             raise test_set_changed(job.test_set.name)
@@ -5023,6 +5024,14 @@ def cmd_run(args) -> int:
 
 
 def cmd_score(args) -> int:
+    if args.program:  # a caller's process keeps its own GC settings
+        # Scoring allocates millions of short-lived objects (parsed lines, answers, chunks): with the
+        # modules frozen out of the collector's sight and gen-0 collections 14x rarer, score 100,000
+        # took 0.83-0.91 of the time (BENCHMARKS.md §1) for ~12 MB more at the distinct workload's peak.
+        # Not for `run`: no faster there, and its peak RSS is held to 60 MB.
+        import gc
+        gc.freeze()
+        gc.set_threshold(10000, 10, 10)
     job = build_job(args)
     baseline = resolve_baseline(args, job)
     with open_cache(job.cache_dir, readonly=True) as cache:
@@ -5338,17 +5347,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:  # the program itself (k2vv.py, the pyz), not a caller's process: tune its GC
-        # Scoring allocates millions of short-lived objects (parsed lines, answers, chunks): with the
-        # modules frozen out of the collector's sight and gen-0 collections 14x rarer, score 100,000
-        # took 0.83-0.91 of the time (BENCHMARKS.md §1) for ~12 MB more at the distinct workload's peak.
-        import gc
-        gc.freeze()
-        gc.set_threshold(10000, 10, 10)
+    program = argv is None  # k2vv.py or the pyz itself, not a caller's process
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse itself exits 2 on a usage error
-    args.argv = argv
+    args.argv, args.program = argv, program
     if args.version:
         try:
             dataset = sha256_hex(resource(BUNDLED_TESTSET))

@@ -3,8 +3,8 @@
 
     .venv/bin/python bench/bench_profile.py [--score-n 100000] [--run-n 2000] [--k2vv PATH] [--top 25]
 
-Each profile is k2vv.main([...]) in this process (cProfile slows Python code ~1.5-2x, so read
-shares, not seconds). Listings go to $K2VV_BENCH_DIR/profiles/*.txt and the raw stats to *.prof;
+Each profile is k2vv.main([...]) in this process, `score` with --jobs 1 (cProfile slows Python
+code ~1.5-2x, so read shares, not seconds; the program's GC tuning is off in-process). Listings go to $K2VV_BENCH_DIR/profiles/*.txt and the raw stats to *.prof;
 the top lines by own time are printed. Worker threads' times are wall times summed over 16 threads
 (a thread waiting on SQLite's lock or the GIL inside a call counts there), so for `run` read call
 counts and the main thread's lines, not seconds.
@@ -97,7 +97,7 @@ def main() -> int:
         for name in ("repeated", "distinct"):
             testset, cache_dir = workload(name, args.score_n)
             argv = ["score", str(testset), "--base-url", URL, "--model", MODEL, "--cache", str(cache_dir),
-                    "--out", str(out), "--json"]
+                    "--out", str(out), "--json", "--jobs", "1"]  # one process: the per-case work, not a fork
             stats, seconds = profiled(lambda: k2.main(argv), threads=False)
             report(f"score-{name}-{args.score_n}", stats, seconds, args.top)
     if args.only != "score":
