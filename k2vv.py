@@ -4684,7 +4684,6 @@ def fold_answers(job: Job, cache: ResponseCache, baseline: Baseline | None = Non
         fold = fold_in_processes(job, cache, baseline, processes)
     else:
         fold = fold_share(job, cache, baseline, results, journal)
-        job.test_set.sha256 = fold.sha256
     errors = fold.errors
     if fold.ids is not None:
         seen = {}
@@ -4694,8 +4693,6 @@ def fold_answers(job: Job, cache: ResponseCache, baseline: Baseline | None = Non
                 errors.append(duplicate_id(job.test_set.name, number, own_id, first))
     if errors:
         raise InputErrors(sorted(errors, key=lambda err: err.line))
-    if baseline is not None:
-        baseline.stats = fold.baseline_stats
     tally = fold.tally
     baseline_info = baseline.finish(tally.cases, job.test_set.name, job.cache_dir) if baseline else None
     info = {"provider": job.provider.name, "base_url": _public_url(job.provider.base_url),
@@ -4727,8 +4724,9 @@ def fold_share(job: Job, cache: ResponseCache, baseline: Baseline | None = None,
         for (n, case), body, its in zip(batch, bodies, items):
             facts = []
             for t in range(trials):
-                if n * trials + t in fresh:  # its other counters are in journal.tally already
-                    fact, line = journal.answer(n * trials + t)
+                ordinal = n * trials + t
+                if ordinal in fresh:  # its other counters are in journal.tally already
+                    fact, line = journal.answer(ordinal)
                 else:
                     item = its[t]
                     outcome = score_exchange(case.body, next(answers), keep)
@@ -4810,6 +4808,8 @@ def fold_in_processes(job: Job, cache: ResponseCache, baseline: Baseline | None,
     if fold.sha256 == "changed":
         raise test_set_changed(job.test_set.name)
     job.test_set.sha256 = fold.sha256
+    if baseline is not None:
+        baseline.stats = fold.baseline_stats
     cache.damaged += fold.damaged
     return fold
 
@@ -4837,7 +4837,7 @@ def _fold_worker(send, job: Job, cache_dir: Path, baseline: Baseline | None, sha
 class JournalReader:
     """What results.jsonl takes from the journal instead of recomputing it: the line the runner
     wrote for each answer fetched in this run (`fresh`, Recorder.fresh: ordinal -> offset, length
-    and Outcome), and the newest line of each request that failed (what results.jsonl reports for a
+    and case_facts; its other counters in `tally`), and the newest line of each request that failed (what results.jsonl reports for a
     request with no answer; K2VV dedups the same way). Only offsets are read from the file, so a
     long journal costs no memory; success lines, and lines a rewrite wrote for requests never sent,
     are skipped unparsed (json.dumps writes `"status": "failed"` exactly so)."""
@@ -5295,7 +5295,7 @@ def _add_job_args(p: argparse.ArgumentParser, network: bool) -> None:
     if not network:
         p.add_argument("--jobs", type=int, metavar="N", help="processes that score shares of the test set "
                        "(default: one per CPU, at most 8, for test sets of 1 MiB or more; 1 = this process only)")
-    if network:
+    else:
         p.add_argument("--api-key", help="API key (discouraged: visible in `ps`; use the provider's env variable)")
         p.add_argument("--concurrency", type=int, help="parallel requests (default: provider's or 5)")
         p.add_argument("--timeout", type=float, help="seconds per request (default 600)")
