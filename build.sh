@@ -36,8 +36,8 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
     SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null) || SOURCE_DATE_EPOCH=$FALLBACK_EPOCH
 fi
 export SOURCE_DATE_EPOCH
-if [ -n "$(git status --porcelain --untracked-files=all -- k2vv.py fixtures schemas 2>/dev/null)" ]; then
-    echo "build.sh: note: uncommitted changes in k2vv.py/fixtures/schemas; this pyz is not the commit's" >&2
+if [ -n "$(git status --porcelain --untracked-files=all -- k2vv.py k2vv_sim.py k2vv_report.py fixtures schemas 2>/dev/null)" ]; then
+    echo "build.sh: note: uncommitted changes in k2vv*.py/fixtures/schemas; this pyz is not the commit's" >&2
 fi
 
 # ---- 1. build venv with shiv (cached; rebuilt when the builder or the build lock changes) ----
@@ -128,12 +128,13 @@ esac
 rm -rf "$SITE" && mkdir -p "$SITE" dist
 stage_wheels stage
 
-# k2vv.py and its data, next to each other (k2vv reads the data relative to its own module).
+# k2vv's modules and its data, next to each other (k2vv reads the data relative to its own module).
 # Copied as plain files so their modes come from the umask, not from the checkout.
 "$VPY" - "$SITE" <<'EOF'
 import os, shutil, sys
 site = sys.argv[1]
-shutil.copyfile("k2vv.py", os.path.join(site, "k2vv.py"))
+for module in ("k2vv.py", "k2vv_sim.py", "k2vv_report.py"):
+    shutil.copyfile(module, os.path.join(site, module))
 for top in ("fixtures", "schemas"):
     for d, dirs, files in os.walk(top):
         dirs[:] = sorted(x for x in dirs if not x.startswith(".") and x != "__pycache__")

@@ -35,35 +35,28 @@ import contextlib
 import copy
 import gzip
 import hashlib
-import html
 import io
 import json
 import math
 import os
 import random
 import re
-import socket
 import stat
-import struct
 import tarfile
 import threading
 import time
-import unicodedata
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 __version__ = "0.1.0"
 __all__ = [
     "main", "Case", "Parsed", "CallResult", "Outcome", "K2vvError", "InputError", "InputErrors",
-    "parse_test_set", "load_test_set", "prepare_request", "cache_key", "parse_exchange",
-    "reassemble_stream", "compile_tool_schema", "schema_verdict", "score_exchange", "summarise",
-    "load_k2vv_results", "wilson", "bootstrap_f1", "decide_verdict", "open_cache",
-    "build_report", "render_report_table", "render_report_md", "render_report_html",
-    "SimVendor", "serve_sim", "PERSONALITIES", "BREAKAGES", "SIM_FAULTS", "example_arguments", "break_arguments",
+    "load_test_set", "prepare_request", "payload_key", "parse_exchange",
+    "reassemble_stream", "compile_tool_schema", "classify_call", "score_exchange", "Tally", "Baseline",
+    "fold_answers", "k2vv_result_answers", "wilson", "bootstrap_f1", "decide_verdict", "open_cache",
 ]
 
 # ==== 0. constants and errors ==================================================================
@@ -346,15 +339,6 @@ def iter_cases(lines: Iterable[bytes | str], path: str, errors: list, ids: list 
         yield Case(number, own_id, body, line.get("expected"), line.get("k2vv"))
 
 
-def parse_test_set(lines: Iterable[bytes | str], path: str = "<test set>") -> list[Case]:
-    """Every case of a test set as a list; every bad line raised at once as InputErrors."""
-    errors = []
-    cases = list(iter_cases(lines, path, errors))
-    if errors:
-        raise InputErrors(errors)
-    return cases
-
-
 # ---- 2b. request preparation and cache identity ----------------------------------------------
 
 def deep_merge(base: dict, extra: dict) -> dict:
@@ -418,13 +402,6 @@ def prepare_request(body: dict, model: str, temperature: float | None = None,
     return out
 
 
-def cache_key(url: str, body: dict, headers: dict, sample: int) -> str:
-    """sha256 of the canonical JSON of what identifies one exchange: {body, headers, sample, url}.
-    The API key is left out so a cache can be copied without leaking it; `sample` keeps --trials K
-    answers apart."""
-    return payload_key(canonical_json(body), key_frame(url, headers), sample)
-
-
 def key_frame(url: str, headers: dict) -> tuple[bytes, bytes]:
     """The bytes around the body and the sample in that canonical JSON. Canonical JSON of an
     object is `{` + its sorted `"key":value` members + `}`, so the key of a prepared body can be
@@ -433,7 +410,10 @@ def key_frame(url: str, headers: dict) -> tuple[bytes, bytes]:
 
 
 def payload_key(payload: bytes, frame: tuple[bytes, bytes], sample: int) -> str:
-    """cache_key from canonical_json(body) (the payload) and key_frame(url, headers)."""
+    """The cache key (DESIGN §6): sha256 of the canonical JSON of {body, headers, sample, url},
+    from canonical_json(body) (the payload, the very bytes sent) and key_frame(url, headers). The
+    API key is left out so a cache can be copied without leaking it; `sample` keeps --trials K
+    answers apart."""
     return sha256_hex(b'{"body":' + payload + frame[0] + str(int(sample)).encode() + frame[1])
 
 
@@ -995,15 +975,6 @@ def check_instance(schema: ToolSchema, instance) -> tuple[str, str] | None:
     return None
 
 
-def schema_verdict(parameters, instance) -> str:
-    """'valid' | 'invalid' | 'unscored' for one instance: the judge the parity tests compare."""
-    compiled = tool_schema(parameters)
-    failure = None if compiled.unscored else check_instance(compiled, instance)
-    if compiled.unscored:  # also a deferred schema that failed to compile just now
-        return "unscored"
-    return "valid" if failure is None else "invalid"
-
-
 # ---- 2e. scoring one answer --------------------------------------------------------------------
 
 class _NonStandard(Exception):
@@ -1298,22 +1269,6 @@ def match_k2vv_result(answers: dict, case: Case, stats: Counter) -> BaselineAnsw
     return found[2]
 
 
-def load_k2vv_results(lines: Iterable[str], cases: list[Case], path: str = "results.jsonl") -> tuple[dict, dict]:
-    """({case_id: BaselineAnswer}, {"matched", "unmatched", "mismatched"}) for cases in memory."""
-    answers, stats, matched = k2vv_result_answers(lines, path), Counter(), {}
-    for case in cases:
-        base = match_k2vv_result(answers, case, stats)
-        if base is not None:
-            matched[case.case_id] = base
-    stats["unmatched"] = len(answers) - stats["matched"] - stats["mismatched"]
-    return matched, {k: stats[k] for k in ("matched", "unmatched", "mismatched")}
-
-
-def compare_with_baseline(cases: list[Case], outcomes: dict, baseline: dict, trials: int = 1) -> dict:
-    """TP/FP/FN/TN against a baseline ({case_id: BaselineAnswer}) for outcomes held in memory."""
-    return tally_of(cases, outcomes, baseline, trials).comparison()
-
-
 # ---- 2h. summary and verdict ---------------------------------------------------------------------
 
 def default_thresholds(temperature: float | None, min_f1=None, min_schema=None) -> dict:
@@ -1384,13 +1339,6 @@ class Tally:
         self.pass_any = self.pass_all = 0  # cases with at least one / every trial passing (pass@k, pass^k)
         self.tp = self.fp = self.fn = self.tn = self.names_equal = 0
         self.per_case = Counter()  # (tp, fp, fn) of each case the baseline answered
-
-    def add(self, outcomes: list, base: BaselineAnswer | None = None) -> None:
-        """Fold one case: its outcome per trial (UNANSWERED where there is none) and the
-        baseline's answer for it (None when the baseline has none)."""
-        for out in outcomes:
-            self.add_answer(out)
-        self.add_case([case_facts(out) for out in outcomes], base)
 
     def add_answer(self, out: Outcome) -> None:
         """The counters of one answer that need nothing of its case (any order, any process)."""
@@ -1536,23 +1484,6 @@ class Tally:
                 "pass_hat_k": _round(self.pass_all / self.cases) if self.cases else None,
             }
         return summary
-
-
-def tally_of(cases: list[Case], outcomes: dict, baseline: dict | None, trials: int) -> Tally:
-    """A Tally of outcomes held in memory ({(case_id, sample): Outcome}) against an optional
-    baseline ({case_id: BaselineAnswer}); `score` and `run` fold the same Tally while they stream."""
-    tally = Tally(trials, with_baseline=baseline is not None)
-    for case in cases:
-        tally.add([outcomes.get((case.case_id, s)) or UNANSWERED for s in range(trials)],
-                  (baseline or {}).get(case.case_id))
-    return tally
-
-
-def summarise(cases: list[Case], outcomes: dict, *, trials: int = 1, baseline: dict | None = None,
-              baseline_info: dict | None = None, thresholds: dict, info: dict) -> dict:
-    """summary.json from outcomes held in memory, byte for byte what `score` and `run` write."""
-    return tally_of(cases, outcomes, baseline, trials).summary(thresholds=thresholds, info=info,
-                                                               baseline_info=baseline_info)
 
 
 def _span_ms(first: tuple | None, last: tuple | None) -> int | None:
@@ -2592,1886 +2523,7 @@ class Runner:
         return self.state
 
 
-# ---- 3e. simulated vendors (demo, serve-sim, tests) -----------------------------------------------
-# Vendors that answer like real ones (right calls, wrong calls, faults) with no model, no key and no
-# internet. Every choice is derived from the request body, so a test set gets the same answers on
-# every run and machine. The argument generator checks its own output with a small private
-# validator on purpose: it must not lean on the validator its answers are used to test.
-
-# ---- 3e.1 constants: rates are rough shapes of what real vendors do, not measurements ----------
-
-PERSONALITIES = ("reference", "sloppy", "flaky", "drifting")
-BREAKAGES = ("missing_required", "wrong_type", "extra_property", "out_of_range", "bad_enum",
-             "wrong_tuple_length")
-# Fault names a test script may return; `slow:SECONDS` takes a number, e.g. "slow:0.5".
-SIM_FAULTS = ("429", "500", "502", "503", "reset", "cut_body", "cut_stream", "slow:SECONDS",
-              "401", "403", "404", "400_schema", "status:NNN")
-
-_SIM_CALL_SHARE = 0.70      # requests with tools (last message not a tool result) that get a call
-_SIM_PARALLEL_SHARE = 0.15  # tool-call answers with two parallel calls
-_SIM_LENGTH_SHARE = 0.04    # text answers cut by max_tokens (finish_reason "length")
-_SIM_SLOPPY_SHARE = 0.25    # sloppy: tool-call answers it spoils
-_SIM_FLAKY_SHARE = 0.25     # flaky: distinct requests whose first attempt fails
-_SIM_DRIFT_SHARE = 0.40     # drifting: requests with tools whose call/no-call decision it flips
-                            # (F1 ~0.68 vs reference: clearly under K2VV's 0.80 bar on 300 cases)
-_SIM_CREATED = 1735689600   # 2025-01-01T00:00:00Z: a fixed `created`, so answers are byte-stable
-_SIM_SLOPPY_WAYS = ("missing_required", "wrong_type", "unknown_tool", "empty_tool_calls", "non_json")
-_SIM_FLAKY_FAULTS = ("429", "500", "502", "503", "reset")  # + "cut_stream" for stream requests
-_SIM_REPLIES = (
-    "Here is a short answer to your question; no tool is needed for this step.",
-    "I can help with that. Based on the conversation so far, the answer is below.",
-    "Done. Let me know if you would like more detail or a different format.",
-    "Thanks for the details. Here is a summary of what I found in our chat.",
-    "Sure. The tool result above answers it: everything looks fine.",
-)
-
-# Generator tuning: how often optional parts appear, and how deep recursive schemas may go.
-_OPTIONAL_SHARE = 0.5   # each optional property is present with this probability
-_DEFAULT_SHARE = 0.25   # a valid `default` is used as the value this often
-_NULL_SHARE = 0.15      # a `["T", "null"]` union picks null this often
-_MAX_DEPTH = 12         # past half of it, objects keep only required properties, arrays minItems
-_WORDS = ("alpha", "value", "report", "Paris", "blue", "example", "weekly", "sample", "north",
-          "budget", "Berkeley", "summary")
-_FORMAT_SAMPLES = {
-    "date-time": "2025-05-01T12:00:00Z", "date": "2025-05-01", "time": "12:00:00",
-    "email": "user@example.com", "idn-email": "user@example.com", "uri": "https://example.com/item",
-    "uri-reference": "/item/1", "iri": "https://example.com/item", "url": "https://example.com/item",
-    "uuid": "123e4567-e89b-12d3-a456-426614174000", "hostname": "example.com",
-    "ipv4": "192.0.2.1", "ipv6": "2001:db8::1", "duration": "P1D", "regex": "^a+$",
-}
-# Strings tried, in order, against a `pattern` (re.search) when the pattern is not a plain literal.
-_PATTERN_SAMPLES = (
-    "abc", "value", "a", "A", "ABC", "Abc1", "abc123", "1", "42", "123", "12345", "0", "1.5",
-    "2025-05-01", "2025-05-01T12:00:00Z", "12:00", "12:00:00", "user@example.com",
-    "https://example.com", "http://example.com", "example.com", "+14155550100", "555-123-4567",
-    "a-b", "a_b", "a.b", "x1", "#ff0000", "ff0000", "192.0.2.1", "US", "USD", "en-US", "en",
-    "123e4567-e89b-12d3-a456-426614174000", "ABC-123", "v1.0.0", "1.0.0", "/path/to/file",
-    "file.txt", "SELECT 1", "a b", "",
-)
-_TYPE_ALIASES = {"float": "number", "double": "number", "int": "integer", "long": "integer",
-                 "bool": "boolean", "str": "string", "dict": "object", "list": "array",
-                 "tuple": "array"}  # sloppy tool schemas: uncompilable, but a vendor still answers
-_ANNOTATIONS = frozenset(("description", "title", "default", "examples", "$comment", "$id",
-                          "$schema", "definitions", "$defs", "deprecated", "readOnly", "writeOnly"))
-_MODERN_DRAFTS = ("2019-09", "2020-12")
-
-
-# ---- 3e.2 JSON Schema helpers shared by the generator and the breaker --------------------------
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _int_keyword(schema: dict, key: str, default):
-    """An integer-valued keyword (`minItems`, ...), or `default` when absent or malformed."""
-    value = schema.get(key)
-    if _is_number(value) and math.isfinite(value) and value == int(value):
-        return int(value)
-    return default
-
-
-def _is_modern(root) -> bool:
-    uri = root.get("$schema") if isinstance(root, dict) else None
-    return isinstance(uri, str) and any(marker in uri for marker in _MODERN_DRAFTS)
-
-
-def _ref_target(root, ref):
-    """The local target of `ref` (`#`, `#/definitions/x`, `#/$defs/x`, any `#/...` pointer), or None.
-    Nothing outside the schema is ever read, as in k2vv's compiler."""
-    if not isinstance(ref, str) or not ref.startswith("#"):
-        return None
-    pointer = urllib.parse.unquote(ref[1:])
-    if pointer == "":
-        return root
-    if not pointer.startswith("/"):
-        return None  # a plain-name fragment ($anchor / $id): not supported
-    node = root
-    for part in pointer[1:].split("/"):
-        part = part.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
-
-
-def _deref(schema, root):
-    """`schema` with local `$ref`s followed. Draft-07 ignores a `$ref`'s siblings; 2019-09+ applies
-    both, so there the result is an `allOf`. A dangling or remote ref constrains nothing."""
-    for _ in range(32):  # a ref cycle ends as "anything"
-        if not isinstance(schema, dict) or "$ref" not in schema:
-            return schema
-        target = _ref_target(root, schema["$ref"])
-        target = {} if target is None else target
-        siblings = {k: v for k, v in schema.items() if k != "$ref"}
-        if _is_modern(root) and any(k not in _ANNOTATIONS for k in siblings):
-            return {"allOf": [siblings, target]}
-        schema = target
-    return {}
-
-
-def _tuple_parts(schema: dict):
-    """(prefix schemas or None, schema for the items after them): draft-07 `items: [...]` +
-    `additionalItems`, or 2020-12 `prefixItems` + `items`; plain `items` gives (None, items)."""
-    if isinstance(schema.get("prefixItems"), list):
-        return schema["prefixItems"], schema.get("items", True)
-    items = schema.get("items", True)
-    if isinstance(items, list):
-        return items, schema.get("additionalItems", True)
-    return None, items
-
-
-def _property_schema(schema: dict, name: str):
-    """The schema a property value must satisfy: its `properties` entry, else a matching
-    `patternProperties` entry, else `additionalProperties`."""
-    props = schema.get("properties")
-    if isinstance(props, dict) and name in props:
-        return props[name]
-    patterns = schema.get("patternProperties")
-    if isinstance(patterns, dict):
-        for pattern, sub in patterns.items():
-            if _pattern_search(pattern, name):
-                return sub
-    extra = schema.get("additionalProperties", True)
-    return extra if isinstance(extra, (dict, bool)) else True
-
-
-def _pattern_search(pattern, text: str) -> bool:
-    """re.search as jsonschema does it; an uncompilable pattern matches (the schema is unscored anyway)."""
-    try:
-        return re.search(pattern, text) is not None
-    except (re.error, TypeError):
-        return True
-
-
-def _json_equal(a, b) -> bool:
-    """JSON equality: 1 == 1.0, but true != 1 (Python's == says it is)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if _is_number(a) and _is_number(b):
-        return a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
-    return type(a) is type(b) and a == b
-
-
-def _json_key(value) -> str:
-    """A string equal for JSON-equal values (for uniqueItems)."""
-    def plain(v):
-        if isinstance(v, float) and v.is_integer():
-            return int(v)
-        if isinstance(v, list):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-    return json.dumps(plain(value), sort_keys=True)
-
-
-def _has_type(value, name) -> bool:
-    if name == "integer":
-        return _is_number(value) and (isinstance(value, int) or value.is_integer())
-    checks = {"number": _is_number, "string": lambda v: isinstance(v, str),
-              "boolean": lambda v: isinstance(v, bool), "null": lambda v: v is None,
-              "object": lambda v: isinstance(v, dict), "array": lambda v: isinstance(v, list)}
-    return name in checks and checks[name](value)
-
-
-def _multiple_ok(value, divisor) -> bool:
-    """True only when both judges agree: exactly (fastjsonschema, Decimal) and in float arithmetic
-    (jsonschema), so a generated value never lands in their known disagreement."""
-    try:
-        if (Fraction(repr(value)) / Fraction(repr(divisor))).denominator != 1:
-            return False
-        if isinstance(value, float) or isinstance(divisor, float):
-            quotient = value / divisor
-            return math.isfinite(quotient) and quotient == int(quotient)
-        return True
-    except (ValueError, OverflowError, ZeroDivisionError):
-        return False
-
-
-def _number_ok(schema: dict, value) -> bool:
-    low, high = schema.get("minimum"), schema.get("maximum")
-    if _is_number(low) and (value < low or (schema.get("exclusiveMinimum") is True and value == low)):
-        return False
-    if _is_number(high) and (value > high or (schema.get("exclusiveMaximum") is True and value == high)):
-        return False
-    if _is_number(schema.get("exclusiveMinimum")) and value <= schema["exclusiveMinimum"]:
-        return False
-    if _is_number(schema.get("exclusiveMaximum")) and value >= schema["exclusiveMaximum"]:
-        return False
-    divisor = schema.get("multipleOf")
-    return not (_is_number(divisor) and divisor > 0 and not _multiple_ok(value, divisor))
-
-
-def _string_ok(schema: dict, value: str) -> bool:
-    if len(value) < _int_keyword(schema, "minLength", 0):
-        return False
-    if len(value) > _int_keyword(schema, "maxLength", math.inf):
-        return False
-    return not isinstance(schema.get("pattern"), str) or _pattern_search(schema["pattern"], value)
-
-
-def _array_ok(schema: dict, value: list, root) -> bool:
-    prefix, rest = _tuple_parts(schema)
-    for i, item in enumerate(value):
-        sub = prefix[i] if prefix is not None and i < len(prefix) else rest
-        if not _conforms(sub, item, root):
-            return False
-    if not _int_keyword(schema, "minItems", 0) <= len(value) <= _int_keyword(schema, "maxItems", math.inf):
-        return False
-    if schema.get("uniqueItems") is True and len({_json_key(v) for v in value}) != len(value):
-        return False
-    return "contains" not in schema or any(_conforms(schema["contains"], v, root) for v in value)
-
-
-def _object_ok(schema: dict, value: dict, root) -> bool:
-    required = schema.get("required")
-    if isinstance(required, list) and any(isinstance(n, str) and n not in value for n in required):
-        return False
-    if not _int_keyword(schema, "minProperties", 0) <= len(value) <= _int_keyword(schema, "maxProperties", math.inf):
-        return False
-    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    patterns = schema.get("patternProperties") if isinstance(schema.get("patternProperties"), dict) else {}
-    for key, item in value.items():
-        matched = key in props
-        if matched and not _conforms(props[key], item, root):
-            return False
-        for pattern, sub in patterns.items():
-            if _pattern_search(pattern, key):
-                matched = True
-                if not _conforms(sub, item, root):
-                    return False
-        if not matched and not _conforms(schema.get("additionalProperties", True), item, root):
-            return False
-        if "propertyNames" in schema and not _conforms(schema["propertyNames"], key, root):
-            return False
-    deps = {}
-    for key in ("dependencies", "dependentRequired", "dependentSchemas"):
-        if isinstance(schema.get(key), dict):
-            deps.update(schema[key])
-    for name, dep in deps.items():
-        if name in value:
-            if isinstance(dep, list) and any(d not in value for d in dep):
-                return False
-            if isinstance(dep, (dict, bool)) and not _conforms(dep, value, root):
-                return False
-    return True
-
-
-def _conforms(schema, value, root) -> bool:
-    """Whether `value` satisfies `schema`: a small judge for the generator's own choices (which
-    branch, which string, did a breakage really break). It is not k2vv's verdict (fastjsonschema)."""
-    schema = _deref(schema, root)
-    if schema is False:
-        return False
-    if not isinstance(schema, dict):
-        return True
-    declared = schema.get("type")
-    if declared is not None:
-        names = declared if isinstance(declared, list) else [declared]
-        if not any(_has_type(value, _TYPE_ALIASES.get(n, n)) for n in names):
-            return False
-    if "const" in schema and not _json_equal(value, schema["const"]):
-        return False
-    if isinstance(schema.get("enum"), list) and not any(_json_equal(value, e) for e in schema["enum"]):
-        return False
-    if _is_number(value) and not _number_ok(schema, value):
-        return False
-    if isinstance(value, str) and not _string_ok(schema, value):
-        return False
-    if isinstance(value, list) and not _array_ok(schema, value, root):
-        return False
-    if isinstance(value, dict) and not _object_ok(schema, value, root):
-        return False
-    if isinstance(schema.get("allOf"), list) and not all(_conforms(s, value, root) for s in schema["allOf"]):
-        return False
-    if isinstance(schema.get("anyOf"), list) and not any(_conforms(s, value, root) for s in schema["anyOf"]):
-        return False
-    if isinstance(schema.get("oneOf"), list) and sum(_conforms(s, value, root) for s in schema["oneOf"]) != 1:
-        return False
-    if "not" in schema and _conforms(schema["not"], value, root):
-        return False
-    if "if" in schema:
-        branch = "then" if _conforms(schema["if"], value, root) else "else"
-        if branch in schema and not _conforms(schema[branch], value, root):
-            return False
-    return True
-
-
-# ---- 3e.3 arguments from a JSON Schema ---------------------------------------------------------
-
-_MIN_KEYWORDS = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties")
-_MAX_KEYWORDS = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties")
-
-
-def _merge_schemas(a: dict, b) -> dict:
-    """One schema asking for what both ask, to generate from an allOf part or an anyOf/oneOf
-    branch. Approximate on purpose: a clash it cannot express keeps `a`'s keyword, and the
-    generator checks its result against the original schema anyway."""
-    if b is True or b is None or not isinstance(b, (dict, bool)):
-        return a
-    if b is False:
-        return {"not": {}}
-    out = dict(a)
-    for key, value in b.items():
-        if key in ("then", "else") and "if" in b:
-            continue  # travels with its `if`
-        if key == "if":
-            conditional = {k: b[k] for k in ("if", "then", "else") if k in b}
-            if any(k in out for k in conditional):
-                out["allOf"] = list(out.get("allOf") or []) + [conditional]
-            else:
-                out.update(conditional)
-            continue
-        if key not in out:
-            out[key] = value
-            continue
-        mine = out[key]
-        if key == "properties" and isinstance(mine, dict) and isinstance(value, dict):
-            merged = dict(mine)
-            for name, sub in value.items():
-                merged[name] = {"allOf": [merged[name], sub]} if name in merged else sub
-            out[key] = merged
-        elif key == "required" and isinstance(mine, list) and isinstance(value, list):
-            out[key] = list(dict.fromkeys(mine + value))
-        elif key == "type":
-            ours = mine if isinstance(mine, list) else [mine]
-            theirs = value if isinstance(value, list) else [value]
-            common = [t for t in ours if t in theirs]
-            if "integer" not in common and (("integer" in ours and "number" in theirs)
-                                            or ("number" in ours and "integer" in theirs)):
-                common.append("integer")
-            out[key] = common or mine
-        elif key == "enum" and isinstance(mine, list) and isinstance(value, list):
-            out[key] = [x for x in mine if any(_json_equal(x, y) for y in value)] or mine
-        elif key in _MIN_KEYWORDS and _is_number(mine) and _is_number(value):
-            out[key] = max(mine, value)
-        elif key in _MAX_KEYWORDS and _is_number(mine) and _is_number(value):
-            out[key] = min(mine, value)
-        elif key == "additionalProperties":
-            if mine is False or value is False:
-                out[key] = False
-            elif isinstance(mine, dict) and isinstance(value, dict):
-                out[key] = {"allOf": [mine, value]}
-        elif key == "allOf" and isinstance(mine, list) and isinstance(value, list):
-            out[key] = mine + value
-        elif key in ("items", "additionalItems", "contains", "propertyNames") \
-                and isinstance(mine, dict) and isinstance(value, dict):
-            out[key] = {"allOf": [mine, value]}
-        elif key in ("anyOf", "oneOf", "not"):
-            out["allOf"] = list(out.get("allOf") or []) + [{key: value}]
-    return out
-
-
-def example_arguments(schema: dict, rng: random.Random) -> object:
-    """A value that satisfies `schema` (draft-07, tolerating 2020-12 `prefixItems`/`$defs` and local
-    `$ref`s), drawn from `rng` alone so a simulated vendor answers one body the same way every time.
-    Tool arguments are a JSON object, so when the schema allows one (`{}`, no type, a type list with
-    "object") an object is what it gets. Best effort: if no canned string matches a required
-    property's `pattern`, the result is invalid (an optional one is left out instead)."""
-    root = schema if isinstance(schema, dict) else {}
-    try:
-        target = _deref(schema, root)
-        if isinstance(target, dict) or target is True or target is None:
-            wanted = _merge_schemas({"type": "object"}, target if isinstance(target, dict) else {})
-            value = _generate(wanted, root, rng, 0)
-            if isinstance(value, dict) and _conforms(schema, value, root):
-                return value
-        return _generate(schema, root, rng, 0)
-    except RecursionError:  # e.g. {"allOf": [{"$ref": "#"}]}: no instance can be checked against it
-        return {}
-
-
-def _generate(schema, root, rng, depth):
-    schema = _deref(schema, root)
-    if schema is False:
-        return None  # nothing is valid; any value will do
-    if not isinstance(schema, dict):
-        schema = {}
-    if depth > 2 * _MAX_DEPTH:
-        return {} if schema.get("type") == "object" else None
-    if "const" in schema:
-        return copy.deepcopy(schema["const"])
-    if isinstance(schema.get("enum"), list) and schema["enum"]:
-        rest = {k: v for k, v in schema.items() if k != "enum"}
-        fits = [e for e in schema["enum"] if _conforms(rest, e, root)]
-        return copy.deepcopy(rng.choice(fits or schema["enum"]))
-    if "default" in schema and rng.random() < _DEFAULT_SHARE and _conforms(schema, schema["default"], root):
-        return copy.deepcopy(schema["default"])
-    if isinstance(schema.get("allOf"), list):
-        merged = {k: v for k, v in schema.items() if k != "allOf"}
-        for part in schema["allOf"]:
-            merged = _merge_schemas(merged, _deref(part, root))
-        return _generate(merged, root, rng, depth + 1)
-    for key in ("anyOf", "oneOf"):  # the first branch that works, as a model would pick
-        if isinstance(schema.get(key), list) and schema[key]:
-            base = {k: v for k, v in schema.items() if k != key}
-            first = None
-            for i, branch in enumerate(schema[key]):
-                candidate = _generate(_merge_schemas(base, _deref(branch, root)), root, rng, depth + 1)
-                if _conforms(schema, candidate, root):
-                    return candidate
-                first = candidate if i == 0 else first
-            return first
-    value = None
-    for _ in range(3):  # `not`, `if`/`then`, patterns inside: a fresh draw often fixes it
-        value = _generate_typed(schema, root, rng, depth)
-        if _conforms(schema, value, root):
-            return value
-    return value
-
-
-def _candidate_types(schema: dict, rng) -> list:
-    """The JSON types to try, in order: the declared ones (null last, mostly), else inferred
-    from the keywords present, else any simple type."""
-    declared = schema.get("type")
-    if isinstance(declared, str):
-        return [_TYPE_ALIASES.get(declared, declared)]
-    if isinstance(declared, list) and declared:
-        names = [_TYPE_ALIASES.get(t, t) for t in declared if isinstance(t, str)]
-        real = [t for t in names if t != "null"]
-        rng.shuffle(real)
-        if "null" in names:
-            return ["null"] + real if not real or rng.random() < _NULL_SHARE else real + ["null"]
-        return real
-    keys = set(schema)
-    if keys & {"properties", "required", "additionalProperties", "patternProperties",
-               "minProperties", "maxProperties", "dependencies", "propertyNames"}:
-        return ["object"]
-    if keys & {"items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems", "contains"}:
-        return ["array"]
-    if keys & {"minLength", "maxLength", "pattern", "format"}:
-        return ["string"]
-    if keys & {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}:
-        return ["number"]
-    names = ["string", "integer", "boolean"]
-    rng.shuffle(names)
-    return names
-
-
-def _generate_typed(schema: dict, root, rng, depth):
-    value = None
-    for name in _candidate_types(schema, rng):
-        make = _GENERATORS.get(name)
-        if make is None:
-            continue  # an unknown type name: no value can have it
-        value = make(schema, root, rng, depth)
-        if _conforms(schema, value, root):
-            return value
-    return value
-
-
-def _generate_object(schema: dict, root, rng, depth) -> dict:
-    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    required = schema.get("required") if isinstance(schema.get("required"), list) else []
-    required = list(dict.fromkeys(n for n in required if isinstance(n, str)))
-    optional = [n for n in props if n not in required]
-    deep = depth >= _MAX_DEPTH // 2  # recursive schemas: stop growing
-    chosen = required + [n for n in optional if not deep and rng.random() < _OPTIONAL_SHARE]
-    least = _int_keyword(schema, "minProperties", 0)
-    chosen += [n for n in optional if n not in chosen][:max(0, least - len(chosen))]
-    extra = 0
-    while len(chosen) < least and schema.get("additionalProperties", True) is not False and extra < 100:
-        name, extra = f"extra_{extra}", extra + 1
-        if name not in props:
-            chosen.append(name)
-    most = _int_keyword(schema, "maxProperties", None)
-    if most is not None:
-        while len(chosen) > max(most, len(required)) and chosen[-1] not in required:
-            chosen.pop()
-    deps = {}
-    for key in ("dependencies", "dependentRequired"):
-        if isinstance(schema.get(key), dict):
-            deps.update(schema[key])
-    for name in list(chosen):
-        if isinstance(deps.get(name), list):
-            chosen += [d for d in deps[name] if isinstance(d, str) and d not in chosen]
-    ordered = [n for n in props if n in chosen] + [n for n in chosen if n not in props]
-    out = {}
-    for name in ordered:
-        sub = _property_schema(schema, name)
-        value = _generate(sub, root, rng, depth + 1)
-        if name in required or _conforms(sub, value, root):
-            out[name] = value  # an optional value that cannot be made valid is left out
-    return out
-
-
-def _generate_array(schema: dict, root, rng, depth) -> list:
-    prefix, rest = _tuple_parts(schema)
-    least = _int_keyword(schema, "minItems", 0)
-    most = _int_keyword(schema, "maxItems", None)
-    if prefix is not None:
-        count = len(prefix) if rest is False else max(len(prefix), least)
-    elif depth >= _MAX_DEPTH // 2:
-        count = least
-    else:
-        high = least + 2 if most is None else min(most, least + 2)
-        count = rng.randint(min(max(least, 1), high), max(high, least))
-    if most is not None:
-        count = min(count, most)
-    unique = schema.get("uniqueItems") is True
-    items, seen = [], set()
-    for i in range(count):
-        sub = prefix[i] if prefix is not None and i < len(prefix) else rest
-        if sub is False:
-            break
-        for _ in range(8 if unique else 1):
-            value = _generate(sub, root, rng, depth + 1)
-            if not unique or _json_key(value) not in seen:
-                break
-        else:
-            if i >= least and (prefix is None or i >= len(prefix)):
-                break  # no new distinct value: stop, the array is long enough
-        seen.add(_json_key(value))
-        items.append(value)
-    if "contains" in schema and not any(_conforms(schema["contains"], v, root) for v in items):
-        base = _deref(rest, root) if isinstance(rest, dict) else {}
-        needed = _generate(_merge_schemas(base, _deref(schema["contains"], root)), root, rng, depth + 1)
-        if items and most is not None and len(items) >= most:
-            items[-1] = needed
-        else:
-            items.append(needed)
-    return items
-
-
-def _fit_length(text: str, least: int, most) -> str:
-    if len(text) < least:
-        text = (text + "x" * least)[:least]
-    return text if most is None else text[:most]
-
-
-def _pattern_literals(pattern: str) -> list:
-    """Plain alternatives a simple pattern spells out (`^(low|high)$` -> low, high)."""
-    body = pattern[1:] if pattern.startswith("^") else pattern
-    body = body[:-1] if body.endswith("$") and not body.endswith("\\$") else body
-    if body.startswith("(") and body.endswith(")"):
-        body = body[1:-1].removeprefix("?:")
-    words = []
-    for alternative in body.split("|"):
-        plain = re.sub(r"\\([.\-/_ :@#+])", r"\1", alternative)
-        if not re.search(r"[\\\[\](){}.*+?^$|]", plain):
-            words.append(plain)
-    return words
-
-
-def _generate_string(schema: dict, root, rng, depth) -> str:
-    least = _int_keyword(schema, "minLength", 0)
-    most = _int_keyword(schema, "maxLength", None)
-    pattern = schema.get("pattern")
-    sample = _FORMAT_SAMPLES.get(schema.get("format")) or rng.choice(_WORDS)
-    if not isinstance(pattern, str):
-        return _fit_length(sample, least, most)
-    for candidate in [sample, *_pattern_literals(pattern), *_PATTERN_SAMPLES]:
-        for text in (candidate, _fit_length(candidate, least, most)):
-            if least <= len(text) <= (most if most is not None else len(text)) and _pattern_search(pattern, text):
-                return text
-    return _fit_length(sample, least, most)  # matches nothing we know: the caller may omit it
-
-
-def _plain_number(value: Fraction):
-    return int(value) if value.denominator == 1 else float(value)
-
-
-def _number_candidates(schema: dict, integer: bool, rng):
-    """Nice numbers first (small integers, halves), then multiples of `multipleOf`, then the
-    bounds and their midpoint: each is checked by the caller."""
-    lows = [schema[k] for k in ("minimum", "exclusiveMinimum") if _is_number(schema.get(k))]
-    highs = [schema[k] for k in ("maximum", "exclusiveMaximum") if _is_number(schema.get(k))]
-    low = max(lows) if lows else (min(highs) - 100 if highs else 0)
-    high = min(highs) if highs else low + 100
-    divisor = schema.get("multipleOf")
-    if _is_number(divisor) and divisor > 0 and math.isfinite(divisor):
-        step = Fraction(repr(divisor))
-        first = math.ceil(Fraction(repr(low)) / step)
-        last = math.floor(Fraction(repr(high)) / step)
-        start = rng.randint(first, min(last, first + 20)) if first <= last else first
-        for k in [*range(start, min(last, start + 60) + 1), *range(first, start)]:
-            yield _plain_number(k * step)
-    a, b = math.ceil(low), math.floor(high)
-    if a <= b:
-        span = min(b, a + 200)
-        for _ in range(6):
-            yield rng.randint(a, span)
-            if not integer:
-                yield rng.randint(2 * a, 2 * span) / 2
-        yield from (a, b)
-    if not integer:
-        yield from ((low + high) / 2, low, high)
-
-
-def _generate_number(schema: dict, root, rng, depth, integer=False):
-    fallback = None
-    for value in _number_candidates(schema, integer, rng):
-        if integer and not isinstance(value, int):
-            continue
-        fallback = value if fallback is None else fallback
-        if _number_ok(schema, value):
-            return value
-    return fallback if fallback is not None else 0
-
-
-_GENERATORS = {
-    "object": _generate_object,
-    "array": _generate_array,
-    "string": _generate_string,
-    "integer": lambda s, root, rng, depth: _generate_number(s, root, rng, depth, integer=True),
-    "number": _generate_number,
-    "boolean": lambda s, root, rng, depth: rng.random() < 0.5,
-    "null": lambda s, root, rng, depth: None,
-}
-
-
-# ---- 3e.4 breaking a valid instance on purpose -------------------------------------------------
-
-def break_arguments(schema: dict, valid_instance, how: str, rng: random.Random):
-    """A copy of `valid_instance` made invalid in one named way (BREAKAGES), or None when that way
-    does not apply to `schema` (no required property, no enum, no closed object...). Each candidate
-    is checked, so a variant that would still validate (another anyOf branch) is never returned."""
-    if how not in BREAKAGES:
-        raise ValueError(f"unknown breakage {how!r} (expected one of {', '.join(BREAKAGES)})")
-    root = schema if isinstance(schema, dict) else {}
-    try:
-        sites = list(_break_sites(schema, valid_instance, root, (), 0))
-        rng.shuffle(sites)
-        if how == "wrong_type":  # non-object arguments only as a last resort: a nested slip is the usual one
-            sites.sort(key=lambda site: not site[0])
-        for path, sub, value in sites:
-            for broken in _BREAKERS[how](sub, value, rng):
-                candidate = _replace_at(valid_instance, path, broken)
-                if not _conforms(root, candidate, root):
-                    return candidate
-    except RecursionError:  # a schema that refers to itself without consuming the instance
-        pass
-    return None
-
-
-def _break_sites(schema, value, root, path: tuple, depth: int):
-    """(path, schema, value) for every place in `value` and the schema that governs it."""
-    schema = _deref(schema, root)
-    if not isinstance(schema, dict) or depth > 64:
-        return
-    yield path, schema, value
-    for part in schema.get("allOf") if isinstance(schema.get("allOf"), list) else ():
-        yield from _break_sites(part, value, root, path, depth + 1)
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _break_sites(_property_schema(schema, key), item, root, path + (key,), depth + 1)
-    elif isinstance(value, list):
-        prefix, rest = _tuple_parts(schema)
-        for i, item in enumerate(value):
-            sub = prefix[i] if prefix is not None and i < len(prefix) else rest
-            yield from _break_sites(sub, item, root, path + (i,), depth + 1)
-
-
-def _replace_at(instance, path: tuple, new):
-    if not path:
-        return new
-    out = copy.deepcopy(instance)
-    node = out
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = new
-    return out
-
-
-def _break_missing_required(schema, value, rng):
-    required = schema.get("required") if isinstance(schema.get("required"), list) else []
-    if isinstance(value, dict):
-        names = [n for n in dict.fromkeys(required) if isinstance(n, str) and n in value]
-        rng.shuffle(names)
-        for name in names:
-            yield {k: v for k, v in value.items() if k != name}
-
-
-def _break_wrong_type(schema, value, rng):
-    declared = schema.get("type")
-    if declared is None:
-        return
-    allowed = declared if isinstance(declared, list) else [declared]
-    if isinstance(value, (dict, list)):
-        usual = [("string", json.dumps(value))]  # stringified JSON: the classic model slip
-    elif isinstance(value, bool):
-        usual = [("string", "true" if value else "false")]
-    elif _is_number(value):
-        usual = [("string", str(value))]
-    elif isinstance(value, str):
-        usual = [("integer", 42), ("boolean", True)]
-    else:
-        usual = [("string", "null")]
-    others = [("string", "text"), ("integer", 42), ("number", 4.5), ("boolean", True),
-              ("array", ["x"]), ("object", {"x": 1}), ("null", None)]
-    for name, sample in usual + others:
-        if name not in allowed and not (name == "integer" and "number" in allowed):
-            yield sample
-
-
-def _break_extra_property(schema, value, rng):
-    if isinstance(value, dict) and schema.get("additionalProperties") is False:
-        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-        name, i = "unexpected_field", 0
-        while name in props or name in value:
-            i += 1
-            name = f"unexpected_field_{i}"
-        yield {**value, name: "surprise"}
-
-
-def _break_out_of_range(schema, value, rng):
-    if _is_number(value):
-        integer = schema.get("type") == "integer" or isinstance(value, int)
-        low, high = schema.get("minimum"), schema.get("maximum")
-        if _is_number(low):
-            yield math.ceil(low) - 1 if integer else low - 1
-            if schema.get("exclusiveMinimum") is True:
-                yield low
-        if _is_number(high):
-            yield math.floor(high) + 1 if integer else high + 1
-            if schema.get("exclusiveMaximum") is True:
-                yield high
-        for key, edge in (("exclusiveMinimum", math.floor), ("exclusiveMaximum", math.ceil)):
-            if _is_number(schema.get(key)):
-                yield edge(schema[key]) if integer else schema[key]
-    elif isinstance(value, str):
-        least, most = _int_keyword(schema, "minLength", 0), _int_keyword(schema, "maxLength", None)
-        if least > 0:
-            yield value[:least - 1]
-        if most is not None:
-            yield (value + "x" * (most + 1))[:most + 1]
-    elif isinstance(value, list):
-        least, most = _int_keyword(schema, "minItems", 0), _int_keyword(schema, "maxItems", None)
-        if least > 0:
-            yield value[:least - 1]
-        if most is not None:
-            filler = value[-1] if value else "x"
-            yield value + [copy.deepcopy(filler) for _ in range(most + 1 - len(value))]
-
-
-def _break_bad_enum(schema, value, rng):
-    if isinstance(schema.get("enum"), list) and schema["enum"]:
-        choices = schema["enum"]
-    elif "const" in schema:
-        choices = [schema["const"]]
-    else:
-        return
-    if isinstance(value, str):
-        candidates = [value.upper(), value.title(), f"{value}_other", "other"]
-    elif isinstance(value, bool):
-        candidates = [not value, "other"]
-    elif _is_number(value):
-        numbers = [c for c in choices if _is_number(c)]
-        candidates = [max(numbers) + 1 if numbers else value + 1, value + 1, "other"]
-    else:
-        candidates = ["other", 0]
-    for candidate in candidates:
-        if not any(_json_equal(candidate, c) for c in choices):
-            yield candidate
-
-
-def _break_tuple_length(schema, value, rng):
-    prefix, rest = _tuple_parts(schema)
-    if prefix is None or not isinstance(value, list):
-        return
-    most = _int_keyword(schema, "maxItems", None)
-    if rest is False or most is not None:
-        filler = copy.deepcopy(value[-1]) if value else "x"
-        yield value + [filler] * max(1, (most or 0) + 1 - len(value))
-    least = _int_keyword(schema, "minItems", 0)
-    if least > 0:
-        yield value[:least - 1]
-
-
-_BREAKERS = {
-    "missing_required": _break_missing_required,
-    "wrong_type": _break_wrong_type,
-    "extra_property": _break_extra_property,
-    "out_of_range": _break_out_of_range,
-    "bad_enum": _break_bad_enum,
-    "wrong_tuple_length": _break_tuple_length,
-}
-
-
-# ---- 3e.5 what a simulated vendor answers (pure: body in, answer out) --------------------------
-
-def _sim_digest(body: dict, seed) -> bytes:
-    """What every decision about a request derives from: only `messages` and `tools`, so `model`,
-    `stream` and `stream_options` change nothing and a stream answers like its non-stream twin."""
-    key = canonical_json({"messages": body.get("messages"), "tools": body.get("tools")})
-    return hashlib.sha256(f"k2vv-sim:{seed}:".encode() + key).digest()
-
-
-def _sim_share(digest: bytes, decision: str) -> float:
-    """A number in [0, 1) for one named decision about one request (independent per name)."""
-    return int.from_bytes(hashlib.sha256(digest + decision.encode()).digest()[:8], "big") / 2 ** 64
-
-
-def _sim_function_tools(body: dict) -> list:
-    """(name, parameters) of the request's function tools."""
-    out = []
-    for tool in body.get("tools") if isinstance(body.get("tools"), list) else ():
-        fn = tool.get("function") if isinstance(tool, dict) else None
-        if isinstance(fn, dict) and isinstance(fn.get("name"), str) and fn["name"]:
-            out.append((fn["name"], fn.get("parameters")))
-    return out
-
-
-def _sim_tool_arguments(parameters, rng) -> dict:
-    """Arguments are a JSON object whatever the schema says (OpenAI function calling)."""
-    if not isinstance(parameters, dict) or not parameters:
-        return {}
-    value = example_arguments(parameters, rng)
-    return value if isinstance(value, dict) else {}
-
-
-def _sim_dump(args) -> str:
-    return json.dumps(args, ensure_ascii=False)
-
-
-def _sim_spoil(calls: list, tools: list, pick: float, rng) -> str:
-    """Spoil a sloppy vendor's answer in one of _SIM_SLOPPY_WAYS (the first that applies from a
-    hash-chosen start) and return its name."""
-    start = int(pick * len(_SIM_SLOPPY_WAYS))
-    first = calls[0]
-    for way in _SIM_SLOPPY_WAYS[start:] + _SIM_SLOPPY_WAYS[:start]:
-        if way in ("missing_required", "wrong_type"):
-            params = next(p for n, p in tools if n == first["name"])  # first wins, as in k2vv
-            broken = break_arguments(params, json.loads(first["arguments"]), way, rng) \
-                if isinstance(params, dict) and params else None
-            if broken is None:
-                continue
-            first["arguments"] = _sim_dump(broken)
-        elif way == "unknown_tool":
-            names = {name for name, _ in tools}
-            name = first["name"] + "_v2"
-            while name in names:
-                name += "_v2"
-            first["name"], first["id"] = name, first["id"].replace(f".{first['name']}:", f".{name}:")
-        elif way == "empty_tool_calls":
-            calls.clear()
-        else:  # non_json: the closing brace never came
-            first["arguments"] = first["arguments"][:-1] or "{"
-        return way
-    return "non_json"
-
-
-def _sim_answer(personality: str, body: dict, seed=0) -> dict:
-    """The answer a personality gives to `body`: content, calls, finish_reason, usage, ids, and a
-    `breakage` note for a sloppy spoil. Faults (flaky) are the server's business, not this one's."""
-    digest = _sim_digest(body, seed)
-    rng = random.Random(int.from_bytes(digest[:8], "big"))
-    tools = _sim_function_tools(body)
-    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
-    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
-    choice = body.get("tool_choice")
-    forced = choice.get("function", {}).get("name") if isinstance(choice, dict) and \
-        isinstance(choice.get("function"), dict) else None
-    if not tools or choice == "none":
-        call = False
-    elif forced or choice == "required":
-        call = True
-    else:
-        call = last.get("role") != "tool" and _sim_share(digest, "call") < _SIM_CALL_SHARE
-    if personality == "drifting" and tools and _sim_share(digest, "drift") < _SIM_DRIFT_SHARE:
-        call = not call
-    calls, breakage, content = [], None, ""
-    if call:
-        parallel = body.get("parallel_tool_calls") is not False and _sim_share(digest, "parallel") < _SIM_PARALLEL_SHARE
-        earlier = sum(len(m["tool_calls"]) for m in messages if isinstance(m, dict)
-                      and m.get("role") == "assistant" and isinstance(m.get("tool_calls"), list))
-        for i in range(2 if parallel else 1):
-            name, params = next(((n, p) for n, p in tools if n == forced), None) or rng.choice(tools)
-            calls.append({"id": f"functions.{name}:{earlier + i}", "name": name,
-                          "arguments": _sim_dump(_sim_tool_arguments(params, rng))})
-        finish = "tool_calls"
-        if personality == "sloppy" and _sim_share(digest, "sloppy") < _SIM_SLOPPY_SHARE:
-            breakage = _sim_spoil(calls, tools, _sim_share(digest, "sloppy-way"), rng)
-    else:
-        content, finish = rng.choice(_SIM_REPLIES), "stop"
-        if _sim_share(digest, "length") < _SIM_LENGTH_SHARE:
-            content, finish = content[:len(content) // 2], "length"
-    prompt = max(1, len(canonical_json({"messages": body.get("messages"), "tools": body.get("tools")})) // 4)
-    completion = max(1, (len(content) + sum(len(c["name"]) + len(c["arguments"]) for c in calls)) // 4
-                     + 5 * len(calls))
-    return {"id": "chatcmpl-" + digest.hex()[:24], "created": _SIM_CREATED,
-            "model": body.get("model") if isinstance(body.get("model"), str) else "k2vv-sim",
-            "content": content, "calls": calls, "finish_reason": finish, "breakage": breakage,
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                      "total_tokens": prompt + completion}}
-
-
-def _sim_completion(answer: dict) -> dict:
-    """The `chat.completion` object of an answer."""
-    message = {"role": "assistant", "content": answer["content"]}
-    if answer["finish_reason"] == "tool_calls":
-        message["tool_calls"] = [{"id": c["id"], "type": "function",
-                                  "function": {"name": c["name"], "arguments": c["arguments"]}}
-                                 for c in answer["calls"]]
-    return {"id": answer["id"], "object": "chat.completion", "created": answer["created"],
-            "model": answer["model"],
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": answer["finish_reason"]}],
-            "usage": answer["usage"]}
-
-
-def _sim_fragments(text: str, parts: int = 3) -> list:
-    size = max(1, math.ceil(len(text) / parts))
-    return [text[i:i + size] for i in range(0, len(text), size)]
-
-
-def _sim_chunks(answer: dict, include_usage: bool) -> list:
-    """The `chat.completion.chunk` objects of an answer, as the official API streams them: a role
-    chunk, content pieces, per call a header delta (index, id, type, name, empty arguments) then
-    argument fragments, a finish chunk, and with include_usage a usage-only chunk (`choices: []`)."""
-    base = {"id": answer["id"], "object": "chat.completion.chunk", "created": answer["created"],
-            "model": answer["model"]}
-
-    def chunk(delta, finish=None):
-        out = dict(base, choices=[{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
-        if include_usage:
-            out["usage"] = None
-        return out
-
-    chunks = [chunk({"role": "assistant", "content": ""})]
-    words = answer["content"].split(" ")
-    chunks += [chunk({"content": " ".join(words[i:i + 4]) + (" " if i + 4 < len(words) else "")})
-               for i in range(0, len(words), 4) if answer["content"]]
-    for index, call in enumerate(answer["calls"]):
-        chunks.append(chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
-                                             "function": {"name": call["name"], "arguments": ""}}]}))
-        chunks += [chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-                   for piece in _sim_fragments(call["arguments"])]
-    chunks.append(chunk({}, answer["finish_reason"]))
-    if include_usage:
-        chunks.append(dict(base, choices=[], usage=answer["usage"]))
-    return chunks
-
-
-def _sim_error(status: int, body: dict) -> tuple:
-    """(status, content type, bytes) of an OpenAI-style error for a fault name."""
-    tools = _sim_function_tools(body)
-    errors = {
-        400: ("invalid_request_error", "invalid_function_parameters",
-              f"Invalid schema for function '{tools[0][0] if tools else 'unknown'}': this vendor does not "
-              f"support the keywords used in tools[0].function.parameters (simulated)."),
-        401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided (simulated)."),
-        403: ("permission_denied", "permission_denied", "This key may not use this model (simulated)."),
-        404: ("invalid_request_error", "model_not_found",
-              f"The model `{body.get('model')}` does not exist or you do not have access to it (simulated)."),
-        429: ("rate_limit_error", "rate_limit_exceeded", "Rate limit reached, retry later (simulated)."),
-        500: ("server_error", "internal_error", "The server had an error processing your request (simulated)."),
-        503: ("server_error", "overloaded", "The engine is currently overloaded (simulated)."),
-    }
-    if status == 502:  # gateways answer HTML, not JSON
-        return 502, "text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>\n"
-    kind, code, message = errors.get(status, ("api_error", f"http_{status}", f"HTTP {status} (simulated)."))
-    error = {"message": message, "type": kind, "param": "tools[0].function.parameters" if status == 400 else None,
-             "code": code}
-    return status, "application/json", json.dumps({"error": error}).encode()
-
-
-# ---- 3e.6 the loopback server ------------------------------------------------------------------
-
-_SIM_SERVER_CLASS = None
-
-
-def _sim_server_class():
-    """The loopback server class, built on first use: http.server costs ~40 ms to import, which
-    `k2vv --help`, `score` and `lint` should not pay."""
-    global _SIM_SERVER_CLASS
-    if _SIM_SERVER_CLASS is not None:
-        return _SIM_SERVER_CLASS
-    import http.server
-
-    class Server(http.server.ThreadingHTTPServer):
-        """ThreadingHTTPServer that never blocks on close and can drop idle keep-alive connections."""
-        daemon_threads = True
-        block_on_close = False     # stop() must not wait for a client that keeps its connection open
-        request_queue_size = 128   # 16+ workers connecting at once must not overflow the backlog of 5
-
-        def __init__(self, address, vendor: "SimVendor"):
-            self.vendor = vendor
-            self._open, self._open_lock = set(), threading.Lock()
-            super().__init__(address, Handler)
-
-        def process_request(self, request, client_address):
-            with self._open_lock:
-                self._open.add(request)
-            super().process_request(request, client_address)
-
-        def shutdown_request(self, request):
-            with self._open_lock:
-                self._open.discard(request)
-            super().shutdown_request(request)
-
-        def drop_connections(self):
-            with self._open_lock:
-                connections = list(self._open)
-            for conn in connections:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-        def handle_error(self, request, client_address):
-            pass  # a client hanging up mid-answer is routine here; no traceback on stderr
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, so a requests.Session reuses its connection
-        server_version = "k2vv-sim/1"
-        sys_version = ""
-        timeout = 30  # an idle keep-alive connection frees its thread after this many seconds
-        disable_nagle_algorithm = True  # headers and body are separate writes: Nagle + delayed ACK = 40 ms each
-
-        def log_message(self, format, *args):
-            pass  # quiet: stderr belongs to k2vv's progress lines
-
-        def do_GET(self):
-            path = urllib.parse.urlsplit(self.path).path.rstrip("/")
-            number, _ = self.server.vendor._note(self, None, b"")
-            if path in ("/v1/models", "/models"):
-                models = {"object": "list", "data": [{"id": "k2vv-sim", "object": "model"}]}
-                self._send(200, "application/json", json.dumps(models).encode(), number)
-            else:
-                self._send(*_sim_error(404, {}), number)
-
-        def do_POST(self):
-            try:
-                raw = self._read_body()
-            except (ValueError, OSError):
-                self.close_connection = True
-                return
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = None
-            number, attempt = self.server.vendor._note(self, body, raw)
-            try:
-                self.server.vendor._respond(self, body, number, attempt)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True  # the client hung up; nobody to tell
-
-        def _read_body(self) -> bytes:
-            length = self.headers.get("Content-Length")
-            if length is not None:
-                return self.rfile.read(int(length))
-            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                parts = []
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                            pass  # trailers
-                        return b"".join(parts)
-                    parts.append(self.rfile.read(size))
-                    self.rfile.readline()
-            return b""
-
-        def _start(self, status: int, content_type: str, number: int, headers=()):
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("x-request-id", f"sim-{number:06d}")
-            for name, value in headers:
-                self.send_header(name, value)
-
-        def _send(self, status: int, content_type: str, data: bytes, number: int, headers=()):
-            self._start(status, content_type, number, headers)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _send_cut(self, content_type: str, data: bytes, number: int, headers=()):
-            """Promise the whole body in Content-Length, send half, hang up."""
-            self._start(200, content_type, number, headers)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[:len(data) // 2])
-            self.close_connection = True
-
-        def _send_stream(self, events: list, number: int, headers=()):
-            """SSE with no Content-Length: the stream ends when the connection does (so it closes)."""
-            self._start(200, "text/event-stream; charset=utf-8", number,
-                        [("Cache-Control", "no-cache"), ("Connection", "close"), *headers])
-            self.end_headers()
-            self.close_connection = True
-            for event in events:
-                data = event if isinstance(event, str) else json.dumps(event, ensure_ascii=False)
-                self.wfile.write(b"data: " + data.encode("utf-8") + b"\n\n")
-
-        def _reset(self):
-            """Close with a TCP RST and no response, like a crashed upstream."""
-            self.close_connection = True
-            try:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.connection.close()  # really closed once finish() drops rfile/wfile
-            except OSError:
-                pass
-
-    _SIM_SERVER_CLASS = Server
-    return Server
-
-
-class SimVendor:
-    """A simulated OpenAI-compatible vendor on 127.0.0.1 (ephemeral port by default), answering
-    `POST /v1/chat/completions` (or `/chat/completions`) deterministically from the body.
-
-    Personalities: `reference` (like the official API), `sloppy` (spoils ~25% of its tool-call
-    answers), `flaky` (first attempt at ~25% of distinct bodies fails: 429 with Retry-After: 0,
-    500/502/503, reset, cut stream), `drifting` (flips call/no-call on ~30% of requests with tools).
-    `script(body, attempt)` (attempt = 1-based count of this exact body) may return a fault from
-    SIM_FAULTS for tests, or None to answer per personality; its 429s carry `Retry-After:
-    retry_after`. Every request is recorded in `.received` (path, lower-cased headers, body,
-    attempt, peer port)."""
-
-    def __init__(self, personality: str = "reference", seed=0,
-                 script: Callable[[dict, int], str | None] | None = None, *,
-                 retry_after="1", host: str = "127.0.0.1", port: int = 0):
-        if personality not in PERSONALITIES:
-            raise ValueError(f"unknown personality {personality!r} (expected one of {', '.join(PERSONALITIES)})")
-        self.personality, self.seed, self.script = personality, seed, script
-        self.retry_after, self.host, self.port = str(retry_after), host, port
-        self._lock = threading.Lock()
-        self._received, self._attempts, self._count = [], {}, 0
-        self._server = self._thread = None
-
-    # -- lifecycle --
-    @property
-    def url(self) -> str:
-        """The base URL clients use, e.g. http://127.0.0.1:PORT/v1."""
-        if not self.port:
-            raise RuntimeError("SimVendor is not started (no port yet)")
-        return f"http://{self.host}:{self.port}/v1"
-
-    def start(self) -> "SimVendor":
-        if self._server is None:
-            self._server = _sim_server_class()((self.host, self.port), self)
-            self.port = self._server.server_address[1]
-            self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                            name=f"k2vv-sim-{self.personality}", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.drop_connections()
-            server.server_close()
-            self._thread.join(5)
-
-    def __enter__(self) -> "SimVendor":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    # -- what it saw --
-    @property
-    def received(self) -> list:
-        with self._lock:
-            return list(self._received)
-
-    @property
-    def count(self) -> int:
-        with self._lock:
-            return self._count
-
-    def reset(self) -> None:
-        """Forget received requests and attempt counts (flaky fails first attempts again)."""
-        with self._lock:
-            self._received, self._attempts, self._count = [], {}, 0
-
-    def _note(self, handler, body, raw: bytes) -> tuple:
-        """Record one request; return (its number, the attempt number of this exact body)."""
-        key = hashlib.sha256(canonical_json(body) if body is not None else raw).hexdigest()
-        with self._lock:
-            self._count += 1
-            self._attempts[key] = attempt = self._attempts.get(key, 0) + 1
-            self._received.append({
-                "path": handler.path, "headers": {k.lower(): v for k, v in handler.headers.items()},
-                "body": body if body is not None else raw.decode("utf-8", "replace"),
-                "attempt": attempt, "peer": handler.client_address[1]})
-            return self._count, attempt
-
-    # -- answering --
-    def _respond(self, handler, body, number: int, attempt: int) -> None:
-        path = urllib.parse.urlsplit(handler.path).path.rstrip("/")
-        if path not in ("/v1/chat/completions", "/chat/completions"):
-            return handler._send(*_sim_error(404, {}), number)
-        if not isinstance(body, dict):
-            error = {"error": {"message": "The request body is not a JSON object.",
-                               "type": "invalid_request_error", "param": None, "code": None}}
-            return handler._send(400, "application/json", json.dumps(error).encode(), number)
-        digest = _sim_digest(body, self.seed)
-        stream = body.get("stream") is True
-        options = body.get("stream_options")
-        usage = isinstance(options, dict) and options.get("include_usage") is True
-        fault, retry_after = None, self.retry_after
-        if self.script is not None:
-            try:
-                fault = self.script(body, attempt)
-            except Exception as err:  # noqa: BLE001 - a broken test script must be visible, not a hang
-                return handler._send(500, "text/plain", f"k2vv sim: script raised {err!r}".encode(), number)
-        if fault is None and self.personality == "flaky" and attempt == 1 \
-                and _sim_share(digest, "flaky") < _SIM_FLAKY_SHARE:
-            choices = _SIM_FLAKY_FAULTS + (("cut_stream",) if stream else ())
-            fault, retry_after = choices[int(_sim_share(digest, "flaky-fault") * len(choices))], "0"
-        if isinstance(fault, str) and fault.startswith("slow:"):
-            time.sleep(float(fault[5:]))
-            fault = None
-        answer = _sim_answer(self.personality, body, self.seed)
-        headers = [("x-sim-fault", fault)] if fault else []
-        headers += [("x-sim-breakage", answer["breakage"])] if answer["breakage"] else []
-        if fault is None:
-            if stream:
-                return handler._send_stream(_sim_chunks(answer, usage) + ["[DONE]"], number, headers)
-            return handler._send(200, "application/json", json.dumps(_sim_completion(answer)).encode(), number, headers)
-        if fault == "reset":
-            return handler._reset()
-        if fault in ("cut_stream", "cut_body"):
-            if stream and fault == "cut_stream":
-                chunks = _sim_chunks(answer, usage)
-                kept = max(1, len(chunks) - (3 if usage else 2))  # stop mid-arguments, before the finish chunk
-                return handler._send_stream(chunks[:kept], number, headers)
-            data = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in _sim_chunks(answer, usage)) \
-                if stream else json.dumps(_sim_completion(answer)).encode()
-            return handler._send_cut("text/event-stream" if stream else "application/json", data, number, headers)
-        statuses = {"429": 429, "500": 500, "502": 502, "503": 503, "401": 401, "403": 403, "404": 404,
-                    "400_schema": 400}
-        if re.fullmatch(r"status:[1-5]\d\d", fault):  # any other status, e.g. 402 out of credits
-            statuses[fault] = int(fault[7:])
-        if fault not in statuses:
-            message = f"k2vv sim: unknown fault {fault!r} (expected one of {', '.join(SIM_FAULTS)})"
-            return handler._send(500, "text/plain", message.encode(), number, headers)
-        if fault == "429":
-            headers.append(("Retry-After", retry_after))
-        status, content_type, data = _sim_error(statuses[fault], body)
-        return handler._send(status, content_type, data, number, headers)
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread until KeyboardInterrupt (for serve_sim)."""
-        self.start()
-        try:
-            while self._thread.is_alive():
-                self._thread.join(0.5)
-        finally:
-            self.stop()
-
-
-def serve_sim(personality: str, port: int, host: str = "127.0.0.1", seed=0) -> None:
-    """`k2vv serve-sim`: serve one simulated vendor until Ctrl-C. The base URL is the first line
-    on stdout, so a script can read it (`--port 0` picks a free port)."""
-    vendor = SimVendor(personality, seed=seed, host=host, port=port).start()
-    print(vendor.url, flush=True)
-    print(f"k2vv: simulated '{personality}' vendor; Ctrl-C stops it", file=sys.stderr, flush=True)
-    vendor.serve_forever()
-
-
-# ==== 4. presentation ================================================================================
-
-# ---- 4a. one run: progress and summary ------------------------------------------------------------
-
-def _fmt(x, digits=4):
-    return "n/a" if x is None else f"{x:.{digits}f}"
-
-
-def _fmt_ci(ci):
-    return "" if not ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-
-
-def _fmt_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def render_progress(state: RunState, now: float) -> str:
-    """One progress line: done/total, cached, failed, rate of fresh answers, ETA."""
-    fresh = state.done - state.cached
-    elapsed = max(now - state.started, 1e-6)
-    rate = fresh / elapsed
-    left = state.total - state.done
-    eta = _fmt_duration(left / rate) if rate > 0 and left else "-"
-    return (f"{state.done}/{state.total} done · {state.cached} cached · {state.failed} failed · "
-            f"{state.retries} retries · {rate:.1f}/s · ETA {eta}")
-
-
-def render_summary(summary: dict) -> str:
-    """The terminal view of a summary: what was measured, how sure, and the verdict."""
-    info = summary["k2vv"]
-    total = summary["success_count"] + summary["failure_count"]
-    responses = summary["classes"]["responses"]
-    lines = [f"k2vv {info['version']} · {info.get('provider')} · {info.get('model')} · {total} requests · "
-             f"dataset {info.get('dataset')} (sha256 {str(info.get('dataset_sha256'))[:12]})"]
-    missing = ", ".join(f"{responses[c]} {c}" for c in ("unanswered", "failed", "truncated", "rejected") if responses[c])
-    lines.append(f"answered        {summary['success_count']}/{total}" + (f"  ({missing})" if missing else ""))
-    lines.append(f"finish_reason   tool_calls {summary['finish_tool_calls']} · stop {summary['finish_stop']} · "
-                 f"others {summary['finish_others']}" + (f" {summary['finish_others_detail']}" if summary['finish_others'] else ""))
-    lines.append(f"schema_accuracy {_fmt(summary['schema_accuracy'])}{_fmt_ci(summary['schema_accuracy_ci'])}  "
-                 f"({summary['successful_tool_call_count']} valid / "
-                 f"{summary['successful_tool_call_count'] + summary['schema_validation_error_count']} triggered; "
-                 f"empty_tool_calls {responses['empty_tool_calls']}, unscored {responses['unscored']})")
-    base = summary.get("baseline")
-    if base:
-        lines.append(f"tool_call_f1    {_fmt(base['f1'])}{_fmt_ci(base['f1_ci'])}  precision {_fmt(base['precision'], 3)} "
-                     f"recall {_fmt(base['recall'], 3)}  TP {base['TP']} FP {base['FP']} FN {base['FN']} TN {base['TN']}  "
-                     f"coverage {_fmt(base['coverage'], 3)}  vs {base.get('name', 'baseline')}")
-    calls = {k: v for k, v in summary["classes"]["calls"].items() if v and k != "valid"}
-    if calls:
-        lines.append("call failures   " + " · ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])))
-    if summary["findings"]:
-        lines.append("findings        " + " · ".join(f"{k} {v}" for k, v in summary["findings"].items()))
-    lat = summary["latency"]
-    if lat["p50"] is not None:
-        lines.append(f"latency ms      p50 {lat['p50']:.0f} · p90 {lat['p90']:.0f} · p99 {lat['p99']:.0f} · "
-                     f"ttfb p50 {lat['ttfb_p50']:.0f}")
-    retried = sum(v for k, v in summary["attempts"].items() if int(k) > 1)
-    if retried:
-        lines.append(f"retried         {retried} answers needed more than one attempt {summary['attempts']}")
-    if summary.get("trials"):
-        t = summary["trials"]
-        lines.append(f"trials          k={t['k']} · pass@k {_fmt(t['pass_at_k'])} · pass^k {_fmt(t['pass_hat_k'])}")
-    verdict = summary["verdict"]
-    lines.append(f"verdict         {verdict['status'].upper()} — " + "; ".join(verdict["reasons"]))
-    return "\n".join(lines)
-
-
-def render_providers(rows: list[dict]) -> str:
-    header = ("provider", "source", "base_url", "model", "key variable", "key set")
-    table = [header] + [(r["name"], r["source"], r["base_url"], r["model"], r["api_key_env"] or "-",
-                         r["key_set"]) for r in rows]
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)
-
-
-# Failure classes a leaderboard names (DESIGN §8), in the order that breaks ties between equal
-# counts. `unscored` is left out: it is the dataset's fault, not the provider's; `no_call` is a
-# legitimate answer. Response classes count answers, call classes count calls.
-REPORT_RESPONSE_FAILURES = ("invalid", "empty_tool_calls", "failed", "truncated", "rejected", "unanswered")
-REPORT_CALL_FAILURES = ("invalid_json", "non_standard_json", "unknown_tool", "schema_mismatch")
-REPORT_TOP = 3  # failure classes named per provider where space is short (terminal, Markdown)
-REPORT_MD_COLUMNS = ("Provider", "Endpoint", "tool_call_f1 (95% CI)", "count_finish_reason_tool_calls",
-                     "count_successful_tool_call", "schema_accuracy (95% CI)", "coverage", "verdict")
-
-# Characters that untrusted text may not carry into a terminal or a page: C0/C1 controls (an ANSI
-# escape in a provider name must not drive the terminal), bidi overrides (U+202E must not reorder a
-# table: Trojan Source), lone surrogates (unencodable) and noncharacters (HTML5 parse errors).
-_UNSAFE_TEXT = re.compile(
-    "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069\\ud800-\\udfff\\ufdd0-\\ufdef"
-    + "".join(f"\\U{plane:04x}fffe\\U{plane:04x}ffff" for plane in range(17)) + "]")
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
-_MD_ENTITIES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
-
-
-# ---- 4b. the report document (`k2vv report`): summaries in, report.json and renderings out ------
-
-def _example_of(example) -> dict | None:
-    """The four fields of a caller-chosen example, nothing else, so report.json stays strict."""
-    if not isinstance(example, dict):
-        return None
-    return {"data_index": example.get("data_index"), "case_id": str(example.get("case_id", "")),
-            "tool": example.get("tool"), "detail": str(example.get("detail", ""))}
-
-
-def report_failures(summary: dict, examples: dict) -> list[dict]:
-    """Every failure class with a non-zero count, most frequent first, each with its example."""
-    classes = summary["classes"]
-    found = [("response", name, classes["responses"][name]) for name in REPORT_RESPONSE_FAILURES]
-    found += [("call", name, classes["calls"][name]) for name in REPORT_CALL_FAILURES]
-    order = {name: i for i, (_, name, _) in enumerate(found)}
-    found = sorted((f for f in found if f[2]), key=lambda f: (-f[2], order[f[1]]))
-    return [{"class": name, "kind": kind, "count": count, "example": _example_of(examples.get(name))}
-            for kind, name, count in found]
-
-
-def report_row(summary: dict, examples: dict, baseline: str | None) -> dict:
-    """One leaderboard row with K2VV's column names. Coverage is the baseline's (scored pairs / cases)
-    or, without a baseline, the answered share: the same number the verdict was decided on."""
-    info, comparison = summary["k2vv"], summary["baseline"]
-    is_baseline = baseline is not None and info["provider"] == baseline
-    own = None if is_baseline else comparison  # the baseline against itself is 1 by construction: K2VV shows "-"
-    if comparison is not None:
-        coverage, basis = comparison["coverage"], "baseline"
-    else:
-        total = summary["success_count"] + summary["failure_count"]
-        coverage, basis = (round(summary["success_count"] / total, 6) if total else None), "answered"
-    return {
-        "provider": info["provider"],
-        "endpoint": info["base_url"],
-        "model": summary["model"] if summary["model"] is not None else info.get("model"),
-        "is_baseline": is_baseline,
-        "tool_call_f1": own["f1"] if own else None,
-        "f1_ci": own["f1_ci"] if own else None,
-        "count_finish_reason_tool_calls": summary["finish_tool_calls"],
-        "count_successful_tool_call": summary["successful_tool_call_count"],
-        "schema_accuracy": summary["schema_accuracy"],
-        "schema_accuracy_ci": summary["schema_accuracy_ci"],
-        "coverage": coverage,
-        "coverage_basis": basis,
-        "verdict": {"status": summary["verdict"]["status"], "reasons": list(summary["verdict"]["reasons"])},
-        "retries": sum(n for attempts, n in summary["attempts"].items() if int(attempts) > 1),
-        "top_failures": report_failures(summary, examples),
-        "thresholds": dict(summary["verdict"]["thresholds"]),
-    }
-
-
-def _row_order(row: dict):
-    """pass first, then F1 high to low, then schema_accuracy high to low; no value sorts last."""
-    missing = float("inf")
-    f1, schema = row["tool_call_f1"], row["schema_accuracy"]
-    return (row["verdict"]["status"] != "pass", missing if f1 is None else -f1,
-            missing if schema is None else -schema, row["provider"])
-
-
-def build_report(entries: list[dict], baseline: str | None, generated: dict) -> dict:
-    """The report.json document (shape: schemas/report.json). Each entry is {"summary": a summary.json,
-    "examples": {failure_class: example}}. Raises ValueError when there is nothing to compare, when
-    rows are not comparable (another test set) or a provider appears twice: such a leaderboard
-    would silently mislead."""
-    if not entries:
-        raise ValueError("no provider summaries to report")
-    rows, seen = [], set()
-    for entry in entries:
-        summary = entry["summary"]
-        info = summary["k2vv"]
-        if info["dataset_sha256"] != generated["dataset_sha256"]:
-            raise ValueError(f"provider {info['provider']!r} was scored on another test set "
-                             f"(sha256 {info['dataset_sha256'][:12]}, report {generated['dataset_sha256'][:12]})")
-        if info["provider"] in seen:
-            raise ValueError(f"provider {info['provider']!r} appears twice")
-        seen.add(info["provider"])
-        rows.append(report_row(summary, entry.get("examples") or {}, baseline))
-    rows.sort(key=_row_order)
-    shared = [row["thresholds"] for row in rows]
-    return {
-        "generated": {"k2vv_version": generated["k2vv_version"], "dataset": generated["dataset"],
-                      "dataset_sha256": generated["dataset_sha256"]},
-        "baseline": baseline,
-        # One set of thresholds when every row was judged by the same bars (the usual case); else
-        # null and each row carries its own (a thinking model at temperature 1.0 has min_f1 0.73).
-        "thresholds": shared[0] if shared and all(t == shared[0] for t in shared) else None,
-        "rows": rows,
-    }
-
-
-# ---- 4c. formatting helpers shared by the report renderers ------------------------------------
-
-def _plain(text, limit: int | None = None) -> str:
-    """One line of untrusted text: unsafe characters become U+FFFD, whitespace runs one space,
-    clipped to `limit` characters with an ellipsis."""
-    text = " ".join(_UNSAFE_TEXT.sub("\ufffd", "" if text is None else str(text)).split())
-    return text if limit is None or len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _cols(text: str) -> int:
-    """Terminal columns of text: East Asian wide characters take two (provider names can be 火山引擎)."""
-    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
-               for ch in text)
-
-
-def _fit(text: str, width: int) -> str:
-    if _cols(text) <= width:
-        return text
-    while text and _cols(text) > width - 1:
-        text = text[:-1]
-    return text + "…"
-
-
-def _pad(text: str, width: int, right: bool = False) -> str:
-    gap = " " * max(0, width - _cols(text))
-    return gap + text if right else text + gap
-
-
-def _frac(x, digits: int = 3) -> str:
-    return "n/a" if x is None else f"{x:.{digits}f}"
-
-
-def _frac_ci(ci) -> str:
-    return "" if not ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-
-
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{x * 100:.2f}%"
-
-
-def _pct_ci(ci) -> str:
-    return "" if not ci else f" ({ci[0] * 100:.2f}–{ci[1] * 100:.2f})"
-
-
-def _f1_text(row: dict, pct: bool = True) -> str:
-    """K2VV prints "-" for the baseline's own trigger similarity; so do we."""
-    if row["tool_call_f1"] is None:
-        return "- (baseline)" if row["is_baseline"] else "-"
-    return _pct(row["tool_call_f1"]) + _pct_ci(row["f1_ci"]) if pct else \
-        _frac(row["tool_call_f1"]) + _frac_ci(row["f1_ci"])
-
-
-def _thresholds_text(t: dict) -> str:
-    return (f"tool_call_f1 ≥ {t['min_f1']:.2f} · schema_accuracy ≥ {t['min_schema_accuracy']:.2f} · "
-            f"coverage ≥ {t['min_coverage']:.2f}")
-
-
-def _example_parts(example: dict) -> tuple[str, str | None, str]:
-    """(data_index, tool or None, detail) of an example as plain text; each renderer escapes them."""
-    tool = None if example.get("tool") is None else _plain(example["tool"], 60)
-    return _plain(example.get("data_index")), tool, _plain(example.get("detail"))
-
-
-def _how_to_read(report: dict) -> str:
-    t = report["thresholds"]
-    coverage = f"{t['min_coverage']:.2f}" if t else "the row's min_coverage"
-    return ("tool_call_f1 is trigger agreement with the baseline: the F1 of answering with finish_reason "
-            "tool_calls exactly when the baseline does, over the cases both answered. schema_accuracy is the "
-            "share of triggered answers (finish_reason tool_calls) whose every tool call parses, names a "
-            "tool of the request and validates against its schema. Each value has a 95% interval (bootstrap "
-            "over cases for F1, Wilson for schema_accuracy), drawn as a whisker in the chart. pass: every "
-            "interval's lower bound clears its threshold. fail: an upper bound is below one. inconclusive: an "
-            f"interval spans a threshold, or coverage (cases scored against the baseline, or answered when "
-            f"there is no baseline) is below {coverage}; more cases narrow the intervals.")
-
-
-# ---- 4d. report: terminal ---------------------------------------------------------------------
-
-def render_report_table(report: dict) -> str:
-    """The leaderboard for a terminal: aligned columns (wide characters counted twice), fractions as
-    `k2vv run` prints them, then each provider's top failure classes. Untrusted text is sanitised."""
-    g = report["generated"]
-    head = (f"k2vv {_plain(g['k2vv_version'])} report · dataset {_plain(g['dataset'], 60)} "
-            f"(sha256 {_plain(g['dataset_sha256'])[:12]}) · baseline {_plain(report['baseline']) or 'none'}")
-    lines = [head]
-    if report["thresholds"]:
-        lines.append("thresholds " + _thresholds_text(report["thresholds"]))
-    header = ("provider", "F1 [95% CI]", "tool_calls", "schema_acc [95% CI]", "coverage", "retries", "verdict")
-    right = (False, False, True, False, True, True, False)
-    table = [header] + [(
-        _fit(_plain(row["provider"]), 28), _f1_text(row, pct=False), str(row["count_finish_reason_tool_calls"]),
-        _frac(row["schema_accuracy"]) + _frac_ci(row["schema_accuracy_ci"]), _frac(row["coverage"]),
-        str(row["retries"]), row["verdict"]["status"].upper()) for row in report["rows"]]
-    widths = [max(_cols(line[i]) for line in table) for i in range(len(header))]
-    for line in table:
-        lines.append("  ".join(_pad(c, w, r) for c, w, r in zip(line, widths, right)).rstrip())
-    lines.append("top failures")
-    name_width = max([_cols(_fit(_plain(row["provider"]), 28)) for row in report["rows"]] + [0])
-    for row in report["rows"]:
-        top = " · ".join(f"{f['class']} {f['count']}" for f in row["top_failures"][:REPORT_TOP]) or "none"
-        lines.append(f"  {_pad(_fit(_plain(row['provider']), 28), name_width)}  {top}")
-    if not report["thresholds"]:
-        for row in report["rows"]:
-            lines.append(f"thresholds {_fit(_plain(row['provider']), 28)}: {_thresholds_text(row['thresholds'])}")
-    return "\n".join(lines)
-
-
-# ---- 4e. report: Markdown ---------------------------------------------------------------------
-
-def _md(text, limit: int | None = None) -> str:
-    """Untrusted text as one inert Markdown run: `|` cannot end a table cell, `<` cannot open HTML
-    (an entity, which every renderer decodes, rather than a backslash, which some ignore), and
-    `[`, `*`, `` ` `` cannot start a link, emphasis or code."""
-    return _MD_SPECIAL.sub(r"\\\1", _plain(text, limit).translate(_MD_ENTITIES))
-
-
-def render_report_md(report: dict) -> str:
-    """The leaderboard as Markdown shaped like K2VV's README table (its column names, percentages,
-    "-" for the baseline's own F1), then top failures with one example each, thresholds, how to read."""
-    g = report["generated"]
-    rows = report["rows"]
-    models = {row["model"] for row in rows}
-    out = ["# k2vv report", "",
-           f"Dataset {_md(g['dataset'])} · sha256 {_md(g['dataset_sha256'])} · baseline "
-           f"{_md(report['baseline']) if report['baseline'] else 'none'} · "
-           + (f"model {_md(next(iter(models)))} · " if len(models) == 1 else "")
-           + f"k2vv {_md(g['k2vv_version'])}", "",
-           "| " + " | ".join(REPORT_MD_COLUMNS) + " |",
-           "|---|---|---:|---:|---:|---:|---:|---|"]
-    for row in rows:
-        status = row["verdict"]["status"]
-        out.append("| " + " | ".join((
-            _md(row["provider"]), _md(row["endpoint"]), _f1_text(row),
-            str(row["count_finish_reason_tool_calls"]), str(row["count_successful_tool_call"]),
-            _pct(row["schema_accuracy"]) + _pct_ci(row["schema_accuracy_ci"]), _pct(row["coverage"]),
-            f"**{status}**" if status == "pass" else status)) + " |")
-    out += ["", "## Top failures", ""]
-    for row in rows:
-        facts = [f"verdict {row['verdict']['status']}"]
-        if len(models) > 1:
-            facts.append(f"model {_md(row['model'])}")
-        if row["retries"]:
-            facts.append(f"{row['retries']} answers retried")
-        out.append(f"**{_md(row['provider'])}** ({' · '.join(facts)}): {_md('; '.join(row['verdict']['reasons']))}")
-        out.append("")
-        for failure in row["top_failures"][:REPORT_TOP]:
-            unit = "answers" if failure["kind"] == "response" else "calls"
-            if failure["example"]:
-                index, tool, detail = _example_parts(failure["example"])
-                tool = "" if tool is None else f" · tool {_md(tool)}"
-                example = f"data_index {_md(index)}{tool} · {_md(_plain(detail, 200))}"
-            else:
-                example = "no example kept"
-            out.append(f"- `{failure['class']}` × {failure['count']} {unit} — e.g. {example}")
-        if not row["top_failures"]:
-            out.append("- no failures")
-        out.append("")
-    out += ["## Thresholds", ""]
-    if report["thresholds"]:
-        out.append("Every row: " + _thresholds_text(report["thresholds"]) + " (95% interval bounds).")
-    else:
-        out += [f"- {_md(row['provider'])}: {_thresholds_text(row['thresholds'])}" for row in rows]
-    out += ["", f"Dataset sha256: {_md(g['dataset_sha256'])}", "", "## How to read this", "",
-            _how_to_read(report), ""]
-    return "\n".join(out)
-
-
-# ---- 4f. report: HTML -------------------------------------------------------------------------
-
-def _h(text, limit: int | None = None) -> str:
-    """Untrusted text for HTML text or a quoted attribute value."""
-    return html.escape(_plain(text, limit), quote=True)
-
-
-_REPORT_CSS = """
-:root{--bg:#fff;--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--panel:#f6f8fa;
---f1:#0969da;--schema:#bc4c00;--on-bar:#fff;--pass:#1a7f37;--fail:#d1242f;--inconclusive:#9a6700}
-@media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#9198a1;--line:#3d444d;
---panel:#151b23;--f1:#4493f8;--schema:#f0883e;--on-bar:#0d1117;--pass:#3fb950;--fail:#f85149;--inconclusive:#d29922}}
-*{box-sizing:border-box}
-html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
-body{margin:0;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-main{max-width:68rem;margin:0 auto;padding:1rem .75rem}
-h1{font-size:1.5rem;line-height:1.25;margin:.5rem 0}
-h2{font-size:1.2rem;margin:1.75rem 0 .5rem}
-p{margin:.5rem 0}
-.meta,.note{color:var(--muted);font-size:.9rem;overflow-wrap:anywhere}
-code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85em;overflow-wrap:anywhere}
-figure{margin:0}
-figcaption{color:var(--muted);font-size:.85rem;margin-top:.25rem}
-.chart{overflow-x:auto;border:1px solid var(--line);border-radius:6px;padding:.25rem}
-.chart svg{display:block;width:100%;height:auto;margin:0 auto}
-svg text{fill:var(--fg);font-size:13px}
-svg .small{font-size:12px}
-svg .muted{fill:var(--muted)}
-svg .on-bar{fill:var(--on-bar);font-size:11px}
-.grid{stroke:var(--line);stroke-width:1}
-.axis{stroke:var(--muted);stroke-width:1}
-.bar-f1{fill:var(--f1)}
-.bar-schema{fill:var(--schema)}
-.whisker{stroke:var(--fg);stroke-width:1.5;fill:none}
-.whisker-halo{stroke:var(--bg);stroke-width:4;fill:none;opacity:.7}
-.legend-whisker{stroke:var(--fg);stroke-width:1.5;fill:none}
-.threshold,.legend-threshold{stroke-width:1.5;stroke-dasharray:6 4}
-.threshold-halo{stroke:var(--bg);stroke-width:4;opacity:.8}
-.f1.threshold,.f1.legend-threshold{stroke:var(--f1)}
-.schema.threshold,.schema.legend-threshold{stroke:var(--schema)}
-svg text.pass,.pass{fill:var(--pass);color:var(--pass)}
-svg text.fail,.fail{fill:var(--fail);color:var(--fail)}
-svg text.inconclusive,.inconclusive{fill:var(--inconclusive);color:var(--inconclusive)}
-.scroll{overflow-x:auto;border:1px solid var(--line);border-radius:6px}
-table{border-collapse:separate;border-spacing:0;width:100%;font-size:.9rem}
-caption{caption-side:top;text-align:left;padding:.5rem .6rem;color:var(--muted);position:sticky;left:0;max-width:calc(100vw - 2rem)}
-th,td{padding:.45rem .6rem;border-top:1px solid var(--line);text-align:left;vertical-align:top;white-space:nowrap}
-thead th{background:var(--panel);font-size:.8rem;white-space:normal;vertical-align:bottom;min-width:6.5rem}
-.num{text-align:right;font-variant-numeric:tabular-nums}
-.ci{display:block;color:var(--muted);font-size:.8rem}
-.model{display:block;color:var(--muted);font-size:.8rem}
-.provider{white-space:normal;min-width:7.5rem;max-width:11rem;overflow-wrap:anywhere;position:sticky;left:0;background:var(--bg);z-index:1}
-thead .provider{background:var(--panel)}
-td.endpoint{white-space:normal;min-width:15rem;max-width:22rem;overflow-wrap:anywhere}
-@media (max-width:40rem){td.endpoint{min-width:9rem;font-size:.8rem}}
-.badge{display:inline-block;padding:0 .5rem;border:1px solid currentColor;border-radius:999px;font-size:.8rem;font-weight:600}
-details{border:1px solid var(--line);border-radius:6px;background:var(--panel);padding:.5rem .75rem;margin:.5rem 0}
-summary{cursor:pointer;font-weight:600;overflow-wrap:anywhere}
-details ul{padding-left:1.25rem;margin:.5rem 0}
-details li{margin:.4rem 0;overflow-wrap:anywhere}
-.detail{display:block;color:var(--muted);font-size:.85rem}
-"""
-
-
-def _svg_chart(report: dict) -> str:
-    """Bars of F1 and schema_accuracy per provider on a 0..1 scale with their 95% whiskers and dashed
-    threshold lines. Drawn in viewBox units; CSS scales it to the page, never below 3/4 size (text
-    stays legible on a phone: the wrapper scrolls sideways instead) nor above 3/2."""
-    rows = report["rows"]
-    n = max(1, len(rows))
-    bar, gap = 26, 4
-    left, right, plot_h, bottom = 46, 10, 220, 62
-    plot_w = max(76 * n, 300)
-    group = plot_w / n
-    width = left + plot_w + right
-    # legend first: its rows decide where the plot starts. Threshold lines are named here, in their
-    # bar's colour, rather than at the line's end, which would cost a margin a phone does not have.
-    marks = sorted({("f1", "min F1", r["thresholds"]["min_f1"]) for r in rows}
-                   | {("schema", "min schema", r["thresholds"]["min_schema_accuracy"]) for r in rows},
-                   key=lambda m: (m[0], -m[2]))
-    legend = [("bar-f1", "tool_call_f1"), ("bar-schema", "schema_accuracy"), ("whisker", "95% interval")]
-    legend += [(f"legend-threshold {cls}", f"{name} {value * 100:g}%") for cls, name, value in marks]
-    items, lx, ly = [], 8, 18
-    for cls, label in legend:
-        item = 24 + round(7.4 * len(label)) + 20
-        if lx + item > min(width - 4, 440) and lx > 8:  # a phone sees the whole legend
-            lx, ly = 8, ly + 22
-        if cls.startswith("bar"):
-            items.append(f'<rect class="{cls}" x="{lx}" y="{ly - 10}" width="16" height="11"/>')
-        elif cls == "whisker":
-            items.append(f'<path class="legend-whisker" d="M{lx + 8} {ly - 11}V{ly + 2}M{lx + 4} {ly - 11}'
-                         f'H{lx + 12}M{lx + 4} {ly + 2}H{lx + 12}"/>')
-        else:
-            items.append(f'<line class="{cls}" x1="{lx}" x2="{lx + 18}" y1="{ly - 4}" y2="{ly - 4}"/>')
-        items.append(f'<text x="{lx + 24}" y="{ly}">{label}</text>')
-        lx += item
-    top = ly + 24
-    height = top + plot_h + bottom
-
-    def y(v: float) -> float:
-        return round(top + plot_h * (1 - min(max(v, 0.0), 1.0)), 1)
-
-    title = "tool_call_f1 and schema_accuracy per provider, with 95% intervals and thresholds"
-    desc = "; ".join(f"{_plain(r['provider'], 80)}: tool_call_f1 {_f1_text(r)}, schema_accuracy "
-                     f"{_pct(r['schema_accuracy'])}{_pct_ci(r['schema_accuracy_ci'])}, {r['verdict']['status']}"
-                     for r in rows)
-    out = [f'<svg viewBox="0 0 {width:.0f} {height}" role="img" aria-labelledby="chart-title chart-desc" '
-           f'style="min-width:{width * 0.75:.0f}px;max-width:{width * 1.5:.0f}px">',
-           f'<title id="chart-title">{_h(title)}</title>', f'<desc id="chart-desc">{html.escape(desc)}</desc>',
-           '<g class="legend">', *items, "</g>", '<g class="y-axis">']
-    for tick in (0, 20, 40, 60, 80, 100):
-        at = y(tick / 100)
-        out.append(f'<line class="grid" x1="{left}" x2="{left + plot_w:.0f}" y1="{at}" y2="{at}"/>'
-                   f'<text class="small muted" x="{left - 5}" y="{at + 4}" text-anchor="end">{tick}%</text>')
-    out.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}"/>'
-               f'<line class="axis" x1="{left}" x2="{left + plot_w:.0f}" y1="{top + plot_h}" y2="{top + plot_h}"/>'
-               f'<text class="small muted" transform="translate(12 {top + plot_h / 2:.0f}) rotate(-90)" '
-               f'text-anchor="middle">score (0–100%)</text></g>')
-    # one group per provider: two bars, their whiskers, the provider's name and verdict
-    for i, row in enumerate(rows):
-        x0 = left + i * group + (group - 2 * bar - gap) / 2
-        name = _plain(row["provider"])
-        status = row["verdict"]["status"]
-        label = (f"{name}: tool_call_f1 {_f1_text(row)}, schema_accuracy {_pct(row['schema_accuracy'])}"
-                 f"{_pct_ci(row['schema_accuracy_ci'])}, verdict {status}")
-        out.append(f'<g class="bar-group" data-provider="{html.escape(name, quote=True)}" '
-                   f'aria-label="{html.escape(label, quote=True)}"><title>{html.escape(label)}</title>')
-        for j, (metric, cls, value, ci) in enumerate((
-                ("tool_call_f1", "bar-f1", row["tool_call_f1"], row["f1_ci"]),
-                ("schema_accuracy", "bar-schema", row["schema_accuracy"], row["schema_accuracy_ci"]))):
-            bx = round(x0 + j * (bar + gap), 1)
-            cx = round(bx + bar / 2, 1)
-            if value is None:  # an empty slot that says why, written up the slot
-                why = ("no calls" if metric == "schema_accuracy" else
-                       "baseline" if row["is_baseline"] else "no baseline")
-                out.append(f'<rect class="bar {cls}" x="{bx}" y="{top + plot_h}" width="{bar}" height="0"/>'
-                           f'<text class="small muted" transform="translate({cx + 4} {top + plot_h - 6}) rotate(-90)">'
-                           f"{why}</text>")
-                continue
-            h = round(plot_h * min(max(value, 0.0), 1.0), 1)
-            out.append(f'<rect class="bar {cls}" x="{bx}" y="{y(value)}" width="{bar}" height="{h}">'
-                       f"<title>{metric} {_pct(value)}{_pct_ci(ci)}</title></rect>")
-            inside = h >= 20  # the value at the bar's foot, or above a bar too short to hold it
-            out.append(f'<text class="{"on-bar" if inside else "small"}" x="{cx}" '
-                       f'y="{top + plot_h - 6 if inside else y(value) - 4}" text-anchor="middle">'
-                       f"{value * 100:.0f}</text>")
-            if ci:
-                lo, hi = y(ci[0]), y(ci[1])
-                d = f"M{cx} {lo}V{hi}M{cx - 5} {lo}H{cx + 5}M{cx - 5} {hi}H{cx + 5}"
-                out.append(f'<path class="whisker-halo" d="{d}"/><path class="whisker" d="{d}"/>')
-        mid = left + i * group + group / 2
-        short = html.escape(_fit(name, int(group / 7.5)))  # the whole name is in the group's <title>
-        out.append(f'<text x="{mid:.1f}" y="{top + plot_h + 18}" text-anchor="middle">{short}</text>'
-                   f'<text class="small {_h(status)}" x="{mid:.1f}" y="{top + plot_h + 35}" text-anchor="middle">'
-                   f"{_h(status)}</text></g>")
-    out.append(f'<text class="small muted" x="{left + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle">'
-               "provider, best first</text>")
-    for cls, name, value in marks:  # over the bars, on a halo: a dash stays visible on a bar of its colour
-        ends = f'x1="{left}" x2="{left + plot_w:.0f}" y1="{y(value)}" y2="{y(value)}"'
-        out.append(f'<line class="threshold-halo" {ends}/><line class="threshold {cls}" {ends}>'
-                   f"<title>{name} {value * 100:g}%</title></line>")
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-def render_report_html(report: dict) -> str:
-    """One self-contained HTML5 page: inline CSS (light and dark), an inline SVG chart, the table in
-    report order and a <details> per provider. No script, no external URL, so it can be mailed,
-    attached to a CI run or opened offline, and a hostile provider name stays text."""
-    g = report["generated"]
-    rows = report["rows"]
-    baseline = _h(report["baseline"]) if report["baseline"] else "none"
-    t = report["thresholds"]
-    models = {row["model"] for row in rows}
-    model = f" · model {_h(next(iter(models)))}" if len(models) == 1 else ""
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           '<meta name="color-scheme" content="light dark">',
-           f"<title>k2vv report · {_h(g['dataset'], 80)}</title>", f"<style>{_REPORT_CSS}</style>", "</head>",
-           "<body>", "<main>", "<header>", "<h1>k2vv tool-calling report</h1>",
-           f'<p class="meta">dataset {_h(g["dataset"])} · sha256 <code>{_h(g["dataset_sha256"])}</code> · '
-           f"baseline {baseline}{model} · {len(rows)} providers · k2vv {_h(g['k2vv_version'])}</p>", "</header>",
-           '<section aria-labelledby="chart-h">', '<h2 id="chart-h">Scores with 95% intervals</h2>',
-           '<figure><div class="chart">', _svg_chart(report), "</div>",
-           "<figcaption>Bars: tool_call_f1 and schema_accuracy; whiskers: 95% intervals; dashed lines: "
-           "thresholds. Providers in leaderboard order.</figcaption></figure>", "</section>",
-           '<section aria-labelledby="table-h">', '<h2 id="table-h">Leaderboard</h2>',
-           f'<p class="note">Thresholds: {_h(_thresholds_text(t))}.</p>' if t else
-           '<p class="note">Rows were judged by different thresholds: see each provider below.</p>',
-           '<div class="scroll" role="region" aria-labelledby="table-caption" tabindex="0">', "<table>",
-           '<caption id="table-caption">Best first: pass, then tool_call_f1, then schema_accuracy</caption>',
-           "<thead><tr>"]
-    headers = REPORT_MD_COLUMNS[:7] + ("retries", "verdict")
-    for i, label in enumerate(headers):  # <wbr> lets K2VV's long names wrap at their underscores
-        cls = ' class="provider"' if i == 0 else ' class="num"' if 2 <= i <= 7 else ""
-        out.append(f'<th scope="col"{cls}>{label.replace("_", "_<wbr>")}</th>')
-    out.append("</tr></thead>")
-    out.append("<tbody>")
-    for row in rows:
-        status = _h(row["verdict"]["status"])  # escaped like the rest: a report may be re-read from a file
-        f1 = "-" if row["tool_call_f1"] is None else _pct(row["tool_call_f1"])
-        f1_ci = "baseline" if row["is_baseline"] and row["tool_call_f1"] is None else _pct_ci(row["f1_ci"]).strip()
-        model = f'<span class="model">{_h(row["model"])}</span>' if len(models) > 1 else ""
-        out.append(
-            f'<tr><th scope="row" class="provider">{_h(row["provider"])}{model}</th>'
-            f'<td class="endpoint">{_h(row["endpoint"])}</td>'
-            f'<td class="num">{f1}<span class="ci">{_h(f1_ci)}</span></td>'
-            f'<td class="num">{_h(row["count_finish_reason_tool_calls"])}</td>'
-            f'<td class="num">{_h(row["count_successful_tool_call"])}</td>'
-            f'<td class="num">{_pct(row["schema_accuracy"])}'
-            f'<span class="ci">{_h(_pct_ci(row["schema_accuracy_ci"]).strip())}</span></td>'
-            f'<td class="num">{_pct(row["coverage"])}<span class="ci">{_h(row["coverage_basis"])}</span></td>'
-            f'<td class="num">{_h(row["retries"])}</td>'
-            f'<td><span class="badge {status}">{status}</span></td></tr>')
-    out += ["</tbody>", "</table>", "</div>", "</section>",
-            '<section aria-labelledby="failures-h">', '<h2 id="failures-h">Failures by provider</h2>']
-    for row in rows:
-        status = _h(row["verdict"]["status"])
-        total = sum(f["count"] for f in row["top_failures"] if f["kind"] == "response")
-        opened = "" if status == "pass" else " open"  # why a row did not pass is the first question
-        out.append(f'<details{opened}><summary>{_h(row["provider"])} · <span class="{status}">{status}</span> · '
-                   f"{total} failing answers</summary>")
-        out.append('<p class="note">' + " · ".join(_h(reason) for reason in row["verdict"]["reasons"])
-                   + (f" · {_h(row['retries'])} answers retried" if row["retries"] else "")
-                   + ("" if t else f" · thresholds {_h(_thresholds_text(row['thresholds']))}") + "</p>")
-        out.append("<ul>")
-        for failure in row["top_failures"]:
-            unit = "answers" if failure["kind"] == "response" else "calls"
-            example = failure["example"]
-            if example:
-                index, tool, detail = _example_parts(example)
-                tool = "" if tool is None else f" · tool <code>{_h(tool)}</code>"
-                more = (f"data_index {_h(index)}{tool} · case "
-                        f"<code>{_h(example.get('case_id'), 24)}</code>"
-                        f'<span class="detail">{_h(detail, 1000)}</span>')
-            else:
-                more = "no example kept"
-            out.append(f"<li><code>{_h(failure['class'])}</code> × {_h(failure['count'])} {unit} — e.g. {more}</li>")
-        if not row["top_failures"]:
-            out.append("<li>no failures</li>")
-        out.append("</ul></details>")
-    out += ["</section>", '<section aria-labelledby="read-h">', '<h2 id="read-h">How to read this</h2>',
-            f"<p>{html.escape(_how_to_read(report))}</p>",
-            f'<p class="note">Dataset sha256 <code>{_h(g["dataset_sha256"])}</code>.</p>',
-            "</section>", "</main>", "</body>", "</html>", ""]
-    return "\n".join(out)
-
-
-# ==== 5. CLI ==========================================================================================
+# ==== 4. the pipeline of run and score: test set + cache (+ baseline) -> results and summary =====
 
 @dataclass
 class Job:
@@ -4513,65 +2565,6 @@ class Job:
         return [WorkItem(case, sample, body, payload_key(payload, self.frame, sample), payload,
                          number * self.trials + sample)
                 for sample in range(self.trials if samples is None else samples)]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "provider"
-
-
-def _extra_body_arg(text: str | None) -> dict:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise K2vvError(f"--extra-body is not JSON: {err.msg} at column {err.colno} "
-                        "(expected an object such as '{\"top_k\": 1}')") from None
-    if not isinstance(value, dict):
-        raise K2vvError(f"--extra-body is {_json_type(value)} (expected a JSON object)")
-    return value
-
-
-def resolve_provider_args(args) -> Provider:
-    """--provider NAME (with --base-url/--model overriding it), or ad hoc --base-url + --model."""
-    if args.provider:
-        provider = resolve_provider(args.provider, args.providers)
-        if args.base_url:
-            provider.base_url = args.base_url
-        if args.model:
-            provider.model = args.model
-        check_base_url(provider.base_url, "--base-url" if args.base_url else f"provider {provider.name!r} base_url")
-        return provider
-    if args.base_url and args.model:
-        parts = urllib.parse.urlsplit(check_base_url(args.base_url, "--base-url"))
-        name = parts.hostname + (f"_{parts.port}" if parts.port else "")  # never the user:password@ part
-        return Provider(name=_slug(name), base_url=args.base_url, model=args.model,
-                        api_key_env="OPENAI_API_KEY", api_key_required=False, source="command line")
-    raise K2vvError("choose a provider: --provider NAME (see `k2vv providers`) or --base-url URL --model MODEL")
-
-
-def _public_url(url: str) -> str:
-    """A URL fit to print or store: no query string, no user:password@ (either may hold a key)."""
-    return re.sub(r"^(\w+://)[^/@]*@", r"\1", url.split("?", 1)[0])
-
-
-def build_job(args, provider: Provider | None = None, test_set: TestSet | None = None) -> Job:
-    """Resolve flags, provider entry and test set into a Job; checks the flags before any effect
-    (the test set's lines are checked by the first pass over them)."""
-    provider = provider or resolve_provider_args(args)
-    test_set = test_set or load_test_set(args.dataset)
-    temperature = args.temperature if args.temperature is not None else provider.temperature
-    max_tokens = args.max_tokens if args.max_tokens is not None else provider.max_tokens
-    extra_body = deep_merge(provider.extra_body or {}, _extra_body_arg(args.extra_body))
-    out_dir = Path(args.out) if args.out else Path("runs") / _slug(provider.name)
-    settings = {"temperature": temperature, "max_tokens": max_tokens, "extra_body": extra_body,
-                "trials": args.trials, "limit": args.limit, "normalize_tool_ids": bool(args.normalize_tool_ids),
-                "headers": sorted(provider.public_headers())}
-    return Job(provider, test_set, args.limit or None, args.trials, temperature, max_tokens, extra_body,
-               bool(args.normalize_tool_ids), settings, args.min_f1, args.min_schema_accuracy,
-               default_cache_dir(args.cache), out_dir,
-               Path(args.output) if args.output else out_dir / "results.jsonl",
-               Path(args.summary) if args.summary else out_dir / "summary.json")
 
 
 def _batched(iterable, size: int):
@@ -4620,23 +2613,6 @@ class Baseline:
                 raise K2vvError(f"baseline {name!r} has no cached answers for this test set in {cache_dir}; "
                                 f"run `k2vv run --provider {name}` with the same test set and flags first")
         return {**self.info, **stats}
-
-
-def resolve_baseline(args, job: Job) -> Baseline | None:
-    """--baseline NAME|FILE|official, resolved before anything is read or sent."""
-    spec = args.baseline
-    if not spec:
-        return None
-    if spec == "official" and job.test_set.k2vv_results is not None:
-        return Baseline({"name": "official", "source": "k2vv results in the test-set archive"},
-                        answers=k2vv_result_answers(job.test_set.k2vv_results, f"{job.test_set.name}:results"))
-    if os.path.exists(spec) and not os.path.isdir(spec):
-        with open(spec, encoding="utf-8", errors="replace") as fh:
-            answers = k2vv_result_answers(fh, spec)
-        return Baseline({"name": os.path.basename(spec), "source": "k2vv results file"}, answers=answers,
-                        required=True)
-    base_job = build_job(args, resolve_provider(spec, args.providers), job.test_set)
-    return Baseline({"name": spec, "source": "cache"}, job=base_job)
 
 
 @dataclass
@@ -4923,6 +2899,205 @@ def cache_misses(job: Job, cache: ResponseCache, runner: Runner, refresh: bool, 
                 yield item
 
 
+def report_examples(results_path: Path) -> dict:
+    """The first example of each failure class in a run's results.jsonl, {} when it has none."""
+    from k2vv_report import failure_examples
+    try:
+        with open(results_path, encoding="utf-8", errors="replace") as fh:
+            return failure_examples(fh)
+    except FileNotFoundError:
+        return {}
+
+
+def write_report(run_dirs: list[Path], out_dir: Path) -> dict:
+    """Read each run's summary.json (+ results.jsonl for examples), write report.{json,md,html}."""
+    from k2vv_report import build_report, render_report_html, render_report_md
+    entries = []
+    for run in run_dirs:
+        path = run / "summary.json"
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise K2vvError(f"{path}: cannot read ({err.strerror or err}); is {run} a k2vv run directory?") from None
+        except ValueError as err:
+            raise K2vvError(f"{path}: not JSON ({err})") from None
+        if not isinstance(summary, dict) or not isinstance(summary.get("k2vv"), dict):
+            raise K2vvError(f"{path}: not a k2vv summary.json (expected the shape of schemas/summary.json)")
+        entries.append({"summary": summary, "examples": report_examples(run / "results.jsonl")})
+    if not entries:
+        raise K2vvError("no runs to report: pass run directories (each with a summary.json) or run some first")
+    names = {e["summary"]["baseline"]["name"] for e in entries if e["summary"].get("baseline")}
+    baseline = names.pop() if len(names) == 1 else None
+    first = entries[0]["summary"]["k2vv"]
+    generated = {"k2vv_version": __version__, "dataset": first["dataset"], "dataset_sha256": first["dataset_sha256"]}
+    try:
+        report = build_report(entries, baseline, generated)
+    except ValueError as err:
+        raise K2vvError(f"cannot compare these runs: {err}") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "report.json", report)
+    for name, render in (("report.md", render_report_md), ("report.html", render_report_html)):
+        tmp = out_dir / (name + ".tmp")
+        tmp.write_text(render(report), encoding="utf-8")
+        os.replace(tmp, out_dir / name)
+    return report
+
+
+# ==== 5. CLI ==========================================================================================
+
+# ---- 5a. one run: progress and summary ------------------------------------------------------------
+
+def _fmt(x, digits=4):
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _fmt_ci(ci):
+    return "" if not ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def render_progress(state: RunState, now: float) -> str:
+    """One progress line: done/total, cached, failed, rate of fresh answers, ETA."""
+    fresh = state.done - state.cached
+    elapsed = max(now - state.started, 1e-6)
+    rate = fresh / elapsed
+    left = state.total - state.done
+    eta = _fmt_duration(left / rate) if rate > 0 and left else "-"
+    return (f"{state.done}/{state.total} done · {state.cached} cached · {state.failed} failed · "
+            f"{state.retries} retries · {rate:.1f}/s · ETA {eta}")
+
+
+def render_summary(summary: dict) -> str:
+    """The terminal view of a summary: what was measured, how sure, and the verdict."""
+    info = summary["k2vv"]
+    total = summary["success_count"] + summary["failure_count"]
+    responses = summary["classes"]["responses"]
+    lines = [f"k2vv {info['version']} · {info.get('provider')} · {info.get('model')} · {total} requests · "
+             f"dataset {info.get('dataset')} (sha256 {str(info.get('dataset_sha256'))[:12]})"]
+    missing = ", ".join(f"{responses[c]} {c}" for c in ("unanswered", "failed", "truncated", "rejected") if responses[c])
+    lines.append(f"answered        {summary['success_count']}/{total}" + (f"  ({missing})" if missing else ""))
+    lines.append(f"finish_reason   tool_calls {summary['finish_tool_calls']} · stop {summary['finish_stop']} · "
+                 f"others {summary['finish_others']}" + (f" {summary['finish_others_detail']}" if summary['finish_others'] else ""))
+    lines.append(f"schema_accuracy {_fmt(summary['schema_accuracy'])}{_fmt_ci(summary['schema_accuracy_ci'])}  "
+                 f"({summary['successful_tool_call_count']} valid / "
+                 f"{summary['successful_tool_call_count'] + summary['schema_validation_error_count']} triggered; "
+                 f"empty_tool_calls {responses['empty_tool_calls']}, unscored {responses['unscored']})")
+    base = summary.get("baseline")
+    if base:
+        lines.append(f"tool_call_f1    {_fmt(base['f1'])}{_fmt_ci(base['f1_ci'])}  precision {_fmt(base['precision'], 3)} "
+                     f"recall {_fmt(base['recall'], 3)}  TP {base['TP']} FP {base['FP']} FN {base['FN']} TN {base['TN']}  "
+                     f"coverage {_fmt(base['coverage'], 3)}  vs {base.get('name', 'baseline')}")
+    calls = {k: v for k, v in summary["classes"]["calls"].items() if v and k != "valid"}
+    if calls:
+        lines.append("call failures   " + " · ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])))
+    if summary["findings"]:
+        lines.append("findings        " + " · ".join(f"{k} {v}" for k, v in summary["findings"].items()))
+    lat = summary["latency"]
+    if lat["p50"] is not None:
+        lines.append(f"latency ms      p50 {lat['p50']:.0f} · p90 {lat['p90']:.0f} · p99 {lat['p99']:.0f} · "
+                     f"ttfb p50 {lat['ttfb_p50']:.0f}")
+    retried = sum(v for k, v in summary["attempts"].items() if int(k) > 1)
+    if retried:
+        lines.append(f"retried         {retried} answers needed more than one attempt {summary['attempts']}")
+    if summary.get("trials"):
+        t = summary["trials"]
+        lines.append(f"trials          k={t['k']} · pass@k {_fmt(t['pass_at_k'])} · pass^k {_fmt(t['pass_hat_k'])}")
+    verdict = summary["verdict"]
+    lines.append(f"verdict         {verdict['status'].upper()} — " + "; ".join(verdict["reasons"]))
+    return "\n".join(lines)
+
+
+def render_providers(rows: list[dict]) -> str:
+    header = ("provider", "source", "base_url", "model", "key variable", "key set")
+    table = [header] + [(r["name"], r["source"], r["base_url"], r["model"], r["api_key_env"] or "-",
+                         r["key_set"]) for r in rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)
+
+
+# ---- 5b. commands -------------------------------------------------------------------------------
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "provider"
+
+
+def _extra_body_arg(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise K2vvError(f"--extra-body is not JSON: {err.msg} at column {err.colno} "
+                        "(expected an object such as '{\"top_k\": 1}')") from None
+    if not isinstance(value, dict):
+        raise K2vvError(f"--extra-body is {_json_type(value)} (expected a JSON object)")
+    return value
+
+
+def resolve_provider_args(args) -> Provider:
+    """--provider NAME (with --base-url/--model overriding it), or ad hoc --base-url + --model."""
+    if args.provider:
+        provider = resolve_provider(args.provider, args.providers)
+        if args.base_url:
+            provider.base_url = args.base_url
+        if args.model:
+            provider.model = args.model
+        check_base_url(provider.base_url, "--base-url" if args.base_url else f"provider {provider.name!r} base_url")
+        return provider
+    if args.base_url and args.model:
+        parts = urllib.parse.urlsplit(check_base_url(args.base_url, "--base-url"))
+        name = parts.hostname + (f"_{parts.port}" if parts.port else "")  # never the user:password@ part
+        return Provider(name=_slug(name), base_url=args.base_url, model=args.model,
+                        api_key_env="OPENAI_API_KEY", api_key_required=False, source="command line")
+    raise K2vvError("choose a provider: --provider NAME (see `k2vv providers`) or --base-url URL --model MODEL")
+
+
+def _public_url(url: str) -> str:
+    """A URL fit to print or store: no query string, no user:password@ (either may hold a key)."""
+    return re.sub(r"^(\w+://)[^/@]*@", r"\1", url.split("?", 1)[0])
+
+
+def build_job(args, provider: Provider | None = None, test_set: TestSet | None = None) -> Job:
+    """Resolve flags, provider entry and test set into a Job; checks the flags before any effect
+    (the test set's lines are checked by the first pass over them)."""
+    provider = provider or resolve_provider_args(args)
+    test_set = test_set or load_test_set(args.dataset)
+    temperature = args.temperature if args.temperature is not None else provider.temperature
+    max_tokens = args.max_tokens if args.max_tokens is not None else provider.max_tokens
+    extra_body = deep_merge(provider.extra_body or {}, _extra_body_arg(args.extra_body))
+    out_dir = Path(args.out) if args.out else Path("runs") / _slug(provider.name)
+    settings = {"temperature": temperature, "max_tokens": max_tokens, "extra_body": extra_body,
+                "trials": args.trials, "limit": args.limit, "normalize_tool_ids": bool(args.normalize_tool_ids),
+                "headers": sorted(provider.public_headers())}
+    return Job(provider, test_set, args.limit or None, args.trials, temperature, max_tokens, extra_body,
+               bool(args.normalize_tool_ids), settings, args.min_f1, args.min_schema_accuracy,
+               default_cache_dir(args.cache), out_dir,
+               Path(args.output) if args.output else out_dir / "results.jsonl",
+               Path(args.summary) if args.summary else out_dir / "summary.json")
+
+
+def resolve_baseline(args, job: Job) -> Baseline | None:
+    """--baseline NAME|FILE|official, resolved before anything is read or sent."""
+    spec = args.baseline
+    if not spec:
+        return None
+    if spec == "official" and job.test_set.k2vv_results is not None:
+        return Baseline({"name": "official", "source": "k2vv results in the test-set archive"},
+                        answers=k2vv_result_answers(job.test_set.k2vv_results, f"{job.test_set.name}:results"))
+    if os.path.exists(spec) and not os.path.isdir(spec):
+        with open(spec, encoding="utf-8", errors="replace") as fh:
+            answers = k2vv_result_answers(fh, spec)
+        return Baseline({"name": os.path.basename(spec), "source": "k2vv results file"}, answers=answers,
+                        required=True)
+    base_job = build_job(args, resolve_provider(spec, args.providers), job.test_set)
+    return Baseline({"name": spec, "source": "cache"}, job=base_job)
+
+
 def _report_damage(cache: ResponseCache) -> None:
     if cache.damaged:
         print(f"k2vv: {len(cache.damaged)} damaged cache entries (re-fetched by the next run): "
@@ -5130,71 +3305,8 @@ def cmd_providers(args) -> int:
     return EXIT_PASS
 
 
-REPORT_FILES = ("report.json", "report.md", "report.html")
-
-
-def failure_examples(results_path: Path) -> dict:
-    """The first example of each failure class in a results.jsonl (for the report), {} if absent."""
-    examples: dict = {}
-    if not results_path.exists():
-        return examples
-    with open(results_path, encoding="utf-8", errors="replace") as fh:
-        for text in fh:
-            try:
-                rec = json.loads(text)
-            except ValueError:
-                continue
-            if not isinstance(rec, dict):
-                continue
-            base = {"data_index": rec.get("data_index"), "case_id": rec.get("case_id", "")}
-            cls = rec.get("response_class")
-            calls = rec.get("calls") or []
-            if cls in REPORT_RESPONSE_FAILURES and cls not in examples:
-                bad = next((c for c in calls if c.get("class") != "valid"), calls[0] if calls else {})
-                detail = rec.get("error_class") or bad.get("message") or bad.get("class") or cls
-                examples[cls] = dict(base, tool=bad.get("name"), detail=str(detail))
-            for call in calls:
-                name = call.get("class")
-                if name in REPORT_CALL_FAILURES and name not in examples:
-                    where = f"at {call['pointer'] or '/'}: " if call.get("pointer") is not None else ""
-                    examples[name] = dict(base, tool=call.get("name"), detail=where + str(call.get("message", "")))
-    return examples
-
-
-def write_report(run_dirs: list[Path], out_dir: Path) -> dict:
-    """Read each run's summary.json (+ results.jsonl for examples), write report.{json,md,html}."""
-    entries = []
-    for run in run_dirs:
-        path = run / "summary.json"
-        try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as err:
-            raise K2vvError(f"{path}: cannot read ({err.strerror or err}); is {run} a k2vv run directory?") from None
-        except ValueError as err:
-            raise K2vvError(f"{path}: not JSON ({err})") from None
-        if not isinstance(summary, dict) or not isinstance(summary.get("k2vv"), dict):
-            raise K2vvError(f"{path}: not a k2vv summary.json (expected the shape of schemas/summary.json)")
-        entries.append({"summary": summary, "examples": failure_examples(run / "results.jsonl")})
-    if not entries:
-        raise K2vvError("no runs to report: pass run directories (each with a summary.json) or run some first")
-    names = {e["summary"]["baseline"]["name"] for e in entries if e["summary"].get("baseline")}
-    baseline = names.pop() if len(names) == 1 else None
-    first = entries[0]["summary"]["k2vv"]
-    generated = {"k2vv_version": __version__, "dataset": first["dataset"], "dataset_sha256": first["dataset_sha256"]}
-    try:
-        report = build_report(entries, baseline, generated)
-    except ValueError as err:
-        raise K2vvError(f"cannot compare these runs: {err}") from None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "report.json", report)
-    for name, render in (("report.md", render_report_md), ("report.html", render_report_html)):
-        tmp = out_dir / (name + ".tmp")
-        tmp.write_text(render(report), encoding="utf-8")
-        os.replace(tmp, out_dir / name)
-    return report
-
-
 def cmd_report(args) -> int:
+    from k2vv_report import REPORT_FILES, render_report_table
     runs = [Path(r) for r in args.runs] or sorted(p.parent for p in Path("runs").glob("*/summary.json"))
     report = write_report(runs, Path(args.out))
     print(render_report_table(report))
@@ -5203,13 +3315,16 @@ def cmd_report(args) -> int:
 
 
 DEMO_MODEL = "kimi-k2-sim"
+# k2vv_sim.PERSONALITIES, named here so `--help` need not import the simulator (a test keeps them equal).
+SIM_PERSONALITIES = ("reference", "sloppy", "flaky", "drifting")
 
 
 def cmd_demo(args) -> int:
     """Simulated vendors on 127.0.0.1, the bundled test set through each (reference first, as the
     baseline), then the report. Exit 0 when the demo itself worked, whatever the verdicts."""
-    import contextlib
     import tempfile
+    from k2vv_report import render_report_table
+    from k2vv_sim import PERSONALITIES, SimVendor
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = tempfile.mkdtemp(prefix="k2vv-demo-cache-")  # sim ports change per run: nothing to reuse
@@ -5248,6 +3363,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_serve_sim(args) -> int:
+    from k2vv_sim import serve_sim
     serve_sim(args.personality, args.port, args.host, args.seed)
     return EXIT_PASS
 
@@ -5339,7 +3455,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     demo.add_argument("--limit", type=int, metavar="N", help="only the first N cases")
     sim = add("serve-sim", cmd_serve_sim, "serve one simulated vendor on 127.0.0.1 to test your own pipeline")
-    sim.add_argument("--personality", choices=PERSONALITIES, default="reference")
+    sim.add_argument("--personality", choices=SIM_PERSONALITIES, default="reference")
     sim.add_argument("--port", type=int, default=8000, help="0 picks a free port (default 8000)")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--seed", type=int, default=0)

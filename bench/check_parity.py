@@ -48,7 +48,7 @@ def check(name: str, n: int, tmp: Path) -> list[str]:
     lines = workload_lines(name, n, sources)
     testset = tmp / f"{name}.jsonl"
     write_jsonl(testset, lines)
-    with k2vv.SimVendor("sloppy") as vendor:
+    with k2vv_sim.SimVendor("sloppy") as vendor:
         url = vendor.url
         seconds, _, rc, out, err = run_measured(
             [PYTHON, str(ROOT / "k2vv.py"), "run", str(testset), "--base-url", url, "--model", MODEL,

@@ -14,7 +14,7 @@ Workloads are generated from the gzipped open data in tests/data/, never from an
   invalid answers stays that of the original lines.
 
 Every case's `stream` flag is a hash of its number (about half stream). Answers are what
-`SimVendor("sloppy")` would send (`k2vv._sim_answer` -> `_sim_completion` / `_sim_chunks`), stored
+`SimVendor("sloppy")` would send (`k2vv_sim._sim_answer` -> `_sim_completion` / `_sim_chunks`), stored
 as runner-shaped exchanges under exactly the keys `k2vv run --base-url URL --model MODEL` uses.
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ ROOT = BENCH.parent
 DATA = ROOT / "tests" / "data"
 sys.path.insert(0, str(ROOT))
 import k2vv  # noqa: E402  (the repo's k2vv: generates every workload; contenders may be a copy)
+import k2vv_sim  # noqa: E402
 
 PYTHON = os.environ.get("K2VV_BENCH_PYTHON") or sys.executable
 WORK = Path(os.environ.get("K2VV_BENCH_DIR") or "/tmp/k2vv-bench")
@@ -107,17 +108,17 @@ def exchange_of(body: dict, i: int) -> dict:
     body it receives: the runner sends canonical JSON, so the keys arrive sorted (and the argument
     generator follows key order)."""
     body = json.loads(k2vv.canonical_json(body))
-    answer = k2vv._sim_answer(PERSONALITY, body, 0)
+    answer = k2vv_sim._sim_answer(PERSONALITY, body, 0)
     ttfb = 80 + (i * 37) % 400
     at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(1735689600 + i // 100)) + f".{i % 1000:03d}Z"
     headers = {"server": "k2vv-sim/1", "x-request-id": f"sim-{i + 1:06d}"}
     if body.get("stream") is True:
         usage = (body.get("stream_options") or {}).get("include_usage") is True
-        lines = [json.dumps(c, ensure_ascii=False) for c in k2vv._sim_chunks(answer, usage)] + ["[DONE]"]
+        lines = [json.dumps(c, ensure_ascii=False) for c in k2vv_sim._sim_chunks(answer, usage)] + ["[DONE]"]
         exchange = {"status": 200, "sse_lines": lines,
                     "headers": dict(headers, **{"content-type": "text/event-stream; charset=utf-8"})}
     else:
-        exchange = {"status": 200, "body": k2vv._sim_completion(answer),
+        exchange = {"status": 200, "body": k2vv_sim._sim_completion(answer),
                     "headers": dict(headers, **{"content-type": "application/json"})}
     exchange["timing"] = {"ttfb_ms": float(ttfb), "total_ms": float(ttfb + 20 + i % 50)}
     exchange.update(v=k2vv.CACHE_VERSION, attempts=1, at=at)
@@ -125,16 +126,17 @@ def exchange_of(body: dict, i: int) -> dict:
 
 
 def breakage_of(body: dict) -> str | None:
-    return k2vv._sim_answer(PERSONALITY, json.loads(k2vv.canonical_json(body)), 0)["breakage"]
+    return k2vv_sim._sim_answer(PERSONALITY, json.loads(k2vv.canonical_json(body)), 0)["breakage"]
 
 
 def keyed_body(line: dict, url: str = URL, model: str = MODEL) -> tuple[str, dict]:
     """(cache key, prepared body) of one test-set line, as build_job computes them for `k2vv
     run/score FILE --base-url url --model model`: prepare_request (which drops the k2vv-only keys,
-    as parse_test_set does) and cache_key with the provider's URL and public headers."""
+    as reading the test set does) and the cache key with the provider's URL and public headers."""
     provider = k2vv.Provider(name="bench", base_url=url, model=model, api_key_required=False)
     body = k2vv.prepare_request(line, provider.model, None, None, {}, False)
-    return k2vv.cache_key(provider.url, body, provider.public_headers(), 0), body
+    frame = k2vv.key_frame(provider.url, provider.public_headers())
+    return k2vv.payload_key(k2vv.canonical_json(body), frame, 0), body
 
 
 # ---- effects: files, caches, processes ----------------------------------------------------------

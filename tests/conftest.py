@@ -61,3 +61,11 @@ def load_exchange(path: Path) -> dict:
 def write_jsonl(path: Path, rows) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def call_verdict(parameters, instance) -> str:
+    """'valid' | 'invalid' | 'unscored': the verdict the product gives a call with these arguments
+    (through k2vv.classify_call, the function that scores every call of a run)."""
+    arguments = json.dumps(instance, ensure_ascii=False)  # as a vendor sends them: JSON text
+    result = k2vv.classify_call({"name": "f", "arguments": arguments}, {"f": parameters})
+    return {"valid": "valid", "schema_mismatch": "invalid", "unscored": "unscored"}[result.cls]

@@ -5,11 +5,12 @@ import io
 import json
 import random
 import tarfile
+from collections import Counter
 
 import pytest
 
 import k2vv
-from conftest import EXCHANGES, FIXTURES, ROOT, check_summary, load_exchange, write_jsonl
+from conftest import EXCHANGES, FIXTURES, ROOT, call_verdict, check_summary, load_exchange, write_jsonl
 
 
 # ---- recorded exchanges: every class and finding -------------------------------------------------
@@ -117,7 +118,7 @@ def test_default_values_are_never_written_into_arguments():
 
 
 def test_formats_are_annotations():
-    assert k2vv.schema_verdict({"type": "object", "properties": {"d": {"type": "string", "format": "date"}}},
+    assert call_verdict({"type": "object", "properties": {"d": {"type": "string", "format": "date"}}},
                                {"d": "not-a-date"}) == "valid"
 
 
@@ -125,14 +126,14 @@ def test_2020_12_keywords_are_desugared_or_unscored():
     s2020 = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
              "properties": {"r": {"type": "array", "prefixItems": [{"type": "integer"}], "items": False}},
              "dependentRequired": {"a": ["b"]}}
-    assert k2vv.schema_verdict(s2020, {"r": [1]}) == "valid"
-    assert k2vv.schema_verdict(s2020, {"r": [1, 2]}) == "invalid"
-    assert k2vv.schema_verdict(s2020, {"r": ["x"]}) == "invalid"
-    assert k2vv.schema_verdict(s2020, {"a": 1}) == "invalid"
-    assert k2vv.schema_verdict(s2020, {"a": 1, "b": 2}) == "valid"
-    assert k2vv.schema_verdict({"type": "object", "unevaluatedProperties": False}, {}) == "unscored"
+    assert call_verdict(s2020, {"r": [1]}) == "valid"
+    assert call_verdict(s2020, {"r": [1, 2]}) == "invalid"
+    assert call_verdict(s2020, {"r": ["x"]}) == "invalid"
+    assert call_verdict(s2020, {"a": 1}) == "invalid"
+    assert call_verdict(s2020, {"a": 1, "b": 2}) == "valid"
+    assert call_verdict({"type": "object", "unevaluatedProperties": False}, {}) == "unscored"
     # a property *named* like a keyword is data, not a keyword
-    assert k2vv.schema_verdict({"type": "object", "properties": {"$anchor": {"type": "string"}}}, {"$anchor": "x"}) == "valid"
+    assert call_verdict({"type": "object", "properties": {"$anchor": {"type": "string"}}}, {"$anchor": "x"}) == "valid"
 
 
 # ---- streams ---------------------------------------------------------------------------------------
@@ -205,7 +206,7 @@ def test_sse_payloads_from_wire_lines():
 def test_test_set_keeps_physical_line_numbers_and_strips_k2vv_keys():
     lines = ['{"messages": [], "id": "a", "expected": [], "k2vv": {"category": "x"}}', "", "   ",
              '{"messages": [{"role": "user", "content": "q"}], "stream": true}']
-    cases = k2vv.parse_test_set(lines)
+    cases = cases_of(lines)
     assert [c.data_index for c in cases] == [1, 4]
     assert cases[0].case_id == "a" and "id" not in cases[0].body and "k2vv" not in cases[0].body
     assert cases[0].meta == {"category": "x"}
@@ -243,9 +244,10 @@ def test_gz_and_official_tarball(tmp_path):
     assert loaded.sha256 == k2vv.sha256_hex(raw)
 
 
-def test_a_null_id_is_a_bad_line():
-    with pytest.raises(k2vv.InputErrors, match="id is null"):
-        k2vv.parse_test_set(['{"messages": [], "id": null}'])
+def test_a_null_id_is_a_bad_line(tmp_path, capsys):
+    bad = write_jsonl(tmp_path / "t.jsonl", [{"messages": [], "id": None}])
+    assert k2vv.main(["lint", str(bad)]) == 2
+    assert f"{bad}:1: id is null" in capsys.readouterr().err
 
 
 def test_lines_past_the_limit_are_still_checked(tmp_path, capsys):
@@ -282,7 +284,7 @@ def _random_json(rng, depth=0):
 
 
 def test_cache_key_hashed_from_the_sent_bytes_equals_the_canonical_dump_of_the_whole():
-    """cache_key splices canonical_json(body), the bytes that are sent, into its frame: it must be the
+    """payload_key splices canonical_json(body), the bytes that are sent, into its frame: it must be the
     sha256 of the canonical JSON of {url, body, headers, sample} (DESIGN §6), byte for byte."""
     rng = random.Random(6)
     for _ in range(300):
@@ -293,7 +295,8 @@ def test_cache_key_hashed_from_the_sent_bytes_equals_the_canonical_dump_of_the_w
         for sample in range(3):
             whole = json.dumps({"url": url, "body": body, "headers": headers, "sample": sample},
                                sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-            assert k2vv.cache_key(url, body, headers, sample) == k2vv.sha256_hex(whole)
+            key = k2vv.payload_key(k2vv.canonical_json(body), k2vv.key_frame(url, headers), sample)
+            assert key == k2vv.sha256_hex(whole)
 
 
 def test_prepare_request_follows_design_section_5():
@@ -320,12 +323,15 @@ def test_prepare_request_follows_design_section_5():
 
 
 def test_cache_key_covers_what_changes_the_answer_and_never_the_key():
+    def cache_key(url, body, headers, sample):
+        return k2vv.payload_key(k2vv.canonical_json(body), k2vv.key_frame(url, headers), sample)
+
     body = {"messages": [], "model": "m"}
-    base = k2vv.cache_key("http://h/v1/chat/completions", body, {"X-Title": "k2vv"}, 0)
-    assert base == k2vv.cache_key("http://h/v1/chat/completions", dict(body), {"X-Title": "k2vv"}, 0)
-    assert base != k2vv.cache_key("http://h/v1/chat/completions", dict(body, top_k=1), {"X-Title": "k2vv"}, 0)
-    assert base != k2vv.cache_key("http://other/v1/chat/completions", body, {"X-Title": "k2vv"}, 0)
-    assert base != k2vv.cache_key("http://h/v1/chat/completions", body, {"X-Title": "k2vv"}, 1)
+    base = cache_key("http://h/v1/chat/completions", body, {"X-Title": "k2vv"}, 0)
+    assert base == cache_key("http://h/v1/chat/completions", dict(body), {"X-Title": "k2vv"}, 0)
+    assert base != cache_key("http://h/v1/chat/completions", dict(body, top_k=1), {"X-Title": "k2vv"}, 0)
+    assert base != cache_key("http://other/v1/chat/completions", body, {"X-Title": "k2vv"}, 0)
+    assert base != cache_key("http://h/v1/chat/completions", body, {"X-Title": "k2vv"}, 1)
     provider = k2vv.Provider("p", "http://h/v1", "m", headers={"X-Title": "k2vv", "Authorization": "Bearer s",
                                                                "X-Api-Key": "s"})
     assert provider.public_headers() == {"X-Title": "k2vv"}
@@ -354,18 +360,35 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate():
     assert k2vv.bootstrap_f1([]) is None
 
 
+def cases_of(lines) -> list:
+    """The cases of test-set lines, through the reader every command uses; a bad line fails the test."""
+    errors = []
+    cases = list(k2vv.iter_cases(lines, "t", errors))
+    assert errors == []
+    return cases
+
+
+def tally(per_case: list, trials: int = 1, bases: list | None = None) -> k2vv.Tally:
+    """A Tally folded the way fold_answers folds one: each answer, then each case's facts."""
+    out = k2vv.Tally(trials, with_baseline=bases is not None)
+    for number, outcomes in enumerate(per_case):
+        for answer in outcomes:
+            out.add_answer(answer)
+        out.add_case([k2vv.case_facts(answer) for answer in outcomes], bases[number] if bases else None)
+    return out
+
+
 def outcome(cls, names=()):
     return k2vv.Outcome(cls, "tool_calls" if cls in k2vv.TRIGGERED else "stop", names=names)
 
 
 def test_f1_excludes_failed_pairs_and_reports_coverage():
-    cases = [k2vv.Case(i + 1, f"c{i}", {"messages": []}) for i in range(6)]
-    mine = {("c0", 0): outcome("valid", ("f",)), ("c1", 0): outcome("valid", ("g",)), ("c2", 0): outcome("no_call"),
-            ("c3", 0): outcome("no_call"), ("c4", 0): outcome("failed"), ("c5", 0): outcome("valid")}
-    base = {"c0": k2vv.BaselineAnswer(True, True, ("f",)), "c1": k2vv.BaselineAnswer(True, True, ("f",)),
-            "c2": k2vv.BaselineAnswer(True, True), "c3": k2vv.BaselineAnswer(True, False),
-            "c4": k2vv.BaselineAnswer(True, True), "c5": k2vv.BaselineAnswer(False, False)}
-    cmp = k2vv.compare_with_baseline(cases, mine, base)
+    mine = [[outcome("valid", ("f",))], [outcome("valid", ("g",))], [outcome("no_call")], [outcome("no_call")],
+            [outcome("failed")], [outcome("valid")]]
+    base = [k2vv.BaselineAnswer(True, True, ("f",)), k2vv.BaselineAnswer(True, True, ("f",)),
+            k2vv.BaselineAnswer(True, True), k2vv.BaselineAnswer(True, False),
+            k2vv.BaselineAnswer(True, True), k2vv.BaselineAnswer(False, False)]
+    cmp = tally(mine, bases=base).comparison()
     assert (cmp["TP"], cmp["FP"], cmp["FN"], cmp["TN"], cmp["pairs"]) == (2, 0, 1, 1, 4)
     assert cmp["coverage"] == round(4 / 6, 6)
     assert cmp["f1"] == round(4 / 5, 6) and cmp["precision"] == 1.0 and cmp["recall"] == round(2 / 3, 6)
@@ -378,13 +401,12 @@ INFO = {"provider": "p", "base_url": "http://h/v1", "model": "m", "dataset": "d"
 
 
 def test_zero_denominator_gives_null_not_zero_or_one():
-    cases = [k2vv.Case(1, "c0", {"messages": []})]
-    summary = check_summary(k2vv.summarise(cases, {("c0", 0): outcome("no_call")},
-                                           thresholds=k2vv.default_thresholds(0.6), info=INFO))
+    summary = check_summary(tally([[outcome("no_call")]]).summary(thresholds=k2vv.default_thresholds(0.6),
+                                                                  info=INFO, baseline_info=None))
     assert summary["schema_accuracy"] is None and summary["schema_accuracy_ci"] is None
     assert summary["per_call_schema_accuracy"] is None
     assert summary["verdict"]["status"] == "inconclusive"
-    empty = check_summary(k2vv.summarise([], {}, thresholds=k2vv.default_thresholds(None), info=INFO))
+    empty = check_summary(tally([]).summary(thresholds=k2vv.default_thresholds(None), info=INFO, baseline_info=None))
     assert empty["success_count"] == 0 and empty["latency"]["p50"] is None
 
 
@@ -414,12 +436,18 @@ def test_thinking_threshold_at_temperature_one():
 def test_k2vv_results_pair_by_data_index_and_request():
     cases = k2vv.load_test_set(None).all_cases()
     lines = gzip.decompress((ROOT / "tests/data/k2vv-results-sample/results.jsonl.gz").read_bytes()).decode().splitlines()
-    answers, stats = k2vv.load_k2vv_results(lines, cases)
-    assert stats == {"matched": 40, "unmatched": 0, "mismatched": 0}
+
+    def paired(lines):
+        answers, stats = k2vv.k2vv_result_answers(lines), Counter()
+        found = [k2vv.match_k2vv_result(answers, case, stats) for case in cases]
+        return [a for a in found if a is not None], stats
+
+    answers, stats = paired(lines)
+    assert (stats["matched"], stats["mismatched"], len(answers)) == (40, 0, 40)
     k2vv_summary = json.loads((ROOT / "tests/data/k2vv-results-sample/summary.json").read_text())
-    assert sum(a.triggered for a in answers.values()) == k2vv_summary["finish_tool_calls"]
+    assert sum(a.triggered for a in answers) == k2vv_summary["finish_tool_calls"]
     shifted = [json.dumps(dict(json.loads(l), data_index=json.loads(l)["data_index"] + 1)) for l in lines]
-    _, stats = k2vv.load_k2vv_results(shifted, cases)
+    _, stats = paired(shifted)
     assert stats["matched"] < 5 and stats["mismatched"] > 30  # a shifted file is caught, not mis-paired
 
 
@@ -482,11 +510,11 @@ def test_an_index_less_fragment_never_overwrites_an_indexed_call():
 
 def test_pass_at_k_counts_each_line_even_when_lines_repeat():
     body = {"messages": [{"role": "user", "content": "same"}]}
-    cases = k2vv.parse_test_set([json.dumps(body), json.dumps(body)])
+    cases = cases_of([json.dumps(body), json.dumps(body)])
     assert cases[0].case_id == cases[1].case_id
-    outcomes = {(cases[0].case_id, 0): outcome("valid"), (cases[0].case_id, 1): outcome("invalid")}
-    trials = check_summary(k2vv.summarise(cases, outcomes, trials=2, thresholds=k2vv.default_thresholds(0.6),
-                                          info=INFO))["trials"]
+    both = [outcome("valid"), outcome("invalid")]  # each line counts, with the same two answers
+    trials = check_summary(tally([both, both], trials=2).summary(thresholds=k2vv.default_thresholds(0.6),
+                                                                 info=INFO, baseline_info=None))["trials"]
     assert trials == {"k": 2, "pass_at_k": 1.0, "pass_hat_k": 0.0}
 
 
@@ -510,7 +538,7 @@ def test_odd_history_shapes_never_crash_normalization_or_lint():
                          {"role": "assistant", "tool_calls": "nope"}]}
     body = k2vv.prepare_request(line, "m", tool_ids=True)
     assert body["messages"][0]["tool_calls"][0]["id"] == "functions.:0"
-    cases = k2vv.parse_test_set([json.dumps(line)])
+    cases = cases_of([json.dumps(line)])
     assert any("tool-call ids" in f[2] for f in k2vv.lint_cases(cases, "t"))
 
 

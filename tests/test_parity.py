@@ -1,7 +1,7 @@
 """Parity: k2vv's schema verdicts against jsonschema's, over every tool schema of the open data.
 
 For each tool schema (~7,600 in tests/data, ~1,700 distinct) the simulated-vendor generator makes a
-valid instance and every applicable broken variant (sim BREAKAGES); k2vv.schema_verdict judges each,
+valid instance and every applicable broken variant (sim BREAKAGES); k2vv.classify_call judges each,
 and so does jsonschema (the reference judge: Draft7Validator, or the validator of the draft `$schema`
 names, an empty referencing.Registry so nothing is fetched, no FormatChecker). Every disagreement
 must be one of DIFFERENCES, each with its reason. A hand-written table (EDGE_CASES) exercises every
@@ -34,7 +34,8 @@ from jsonschema import validators
 ROOT = Path(__file__).resolve().parents[1]
 
 import k2vv  # noqa: E402
-import k2vv as sim  # noqa: E402
+import k2vv_sim as sim  # noqa: E402
+from conftest import call_verdict  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 DATA_FILES = ("bfcl-live.jsonl.gz", "k2vv-dialect.jsonl.gz")
@@ -302,7 +303,7 @@ def judge_rows(items):
             if instance is None:
                 continue
             rows.append({"where": where, "key": key, "how": how, "schema": schema, "instance": instance,
-                         "k2vv": k2vv.schema_verdict(schema, instance), "jsonschema": judge(instance),
+                         "k2vv": call_verdict(schema, instance), "jsonschema": judge(instance),
                          "k2vv_upstream": upstream(instance)})
     return rows
 
@@ -364,7 +365,7 @@ EDGE_CASES = [  # (id, schema, instance, the DIFFERENCES entry it shows or None 
 
 @pytest.mark.parametrize("case_id, schema, instance, shows", EDGE_CASES, ids=[c[0] for c in EDGE_CASES])
 def test_edge_case_differences_are_the_named_ones(case_id, schema, instance, shows):
-    ours, theirs = k2vv.schema_verdict(schema, instance), build_judge(schema)(instance)
+    ours, theirs = call_verdict(schema, instance), build_judge(schema)(instance)
     if shows is None:
         assert ours == theirs, f"k2vv={ours} jsonschema={theirs}: unexpected disagreement"
         return
@@ -406,7 +407,7 @@ def test_breakages_are_invalid_for_both_judges(data_rows):
 
 def test_k2vv_upstream_differences_are_the_known_bugs(data_rows):
     edge_rows = [{"where": case_id, "key": case_id, "how": "edge", "schema": schema, "instance": instance,
-                  "k2vv": k2vv.schema_verdict(schema, instance), "k2vv_upstream": build_k2vv_upstream_judge(schema)(instance)}
+                  "k2vv": call_verdict(schema, instance), "k2vv_upstream": build_k2vv_upstream_judge(schema)(instance)}
                  for case_id, schema, instance, _ in EDGE_CASES]
     counts, bad = unexplained(data_rows + edge_rows, K2VV_DIFFERENCES, "k2vv_upstream")
     assert not bad, "\n".join(describe(r, "k2vv_upstream") for r in bad[:20])

@@ -12,6 +12,7 @@ import fastjsonschema
 import pytest
 
 import k2vv
+import k2vv_report  # noqa: E402
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +119,7 @@ def hostile_entry() -> dict:
 
 @pytest.fixture()
 def report() -> dict:
-    return CHECK_REPORT(k2vv.build_report(entries(), "reference", GENERATED))
+    return CHECK_REPORT(k2vv_report.build_report(entries(), "reference", GENERATED))
 
 
 # ---- report.json ---------------------------------------------------------------------------------
@@ -154,12 +155,12 @@ def test_failures_sorted_by_count_with_their_examples(report):
 
 
 def test_without_baseline_coverage_is_the_answered_share():
-    report = CHECK_REPORT(k2vv.build_report(entries()[2:3], None, GENERATED))
+    report = CHECK_REPORT(k2vv_report.build_report(entries()[2:3], None, GENERATED))
     (row,) = report["rows"]
     assert row["coverage"] == round(396 / CASES, 6) == row["coverage"]
     assert row["coverage_basis"] == "baseline"  # its summary was compared: the summary decides
     plain = make_summary("solo", triggered=200, valid=200, failed=30)
-    (row,) = CHECK_REPORT(k2vv.build_report([{"summary": plain, "examples": {}}], None, GENERATED))["rows"]
+    (row,) = CHECK_REPORT(k2vv_report.build_report([{"summary": plain, "examples": {}}], None, GENERATED))["rows"]
     assert (row["coverage"], row["coverage_basis"], row["tool_call_f1"]) == (0.925, "answered", None)
     assert row["verdict"]["status"] == "inconclusive"
 
@@ -167,10 +168,10 @@ def test_without_baseline_coverage_is_the_answered_share():
 def test_rows_judged_by_different_thresholds_keep_their_own():
     thinking = make_summary("thinking", triggered=200, valid=200)
     thinking["verdict"]["thresholds"] = k2vv.default_thresholds(1.0)
-    report = CHECK_REPORT(k2vv.build_report(entries() + [{"summary": thinking, "examples": {}}], "reference", GENERATED))
+    report = CHECK_REPORT(k2vv_report.build_report(entries() + [{"summary": thinking, "examples": {}}], "reference", GENERATED))
     assert report["thresholds"] is None
-    assert "min F1 73%" in k2vv.render_report_html(report) and "min F1 80%" in k2vv.render_report_html(report)
-    assert "- thinking: tool_call_f1 ≥ 0.73" in k2vv.render_report_md(report)
+    assert "min F1 73%" in k2vv_report.render_report_html(report) and "min F1 80%" in k2vv_report.render_report_html(report)
+    assert "- thinking: tool_call_f1 ≥ 0.73" in k2vv_report.render_report_md(report)
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -185,13 +186,13 @@ def test_rows_that_would_mislead_are_refused(bad, message):
     else:
         rows = []
     with pytest.raises(ValueError, match=message):
-        k2vv.build_report(rows, "reference", GENERATED)
+        k2vv_report.build_report(rows, "reference", GENERATED)
 
 
 # ---- terminal and Markdown -------------------------------------------------------------------------
 
 def test_terminal_table_is_aligned_and_names_top_failures(report):
-    text = k2vv.render_report_table(report)
+    text = k2vv_report.render_report_table(report)
     lines = text.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("provider"))
     table = lines[header:header + 5]
@@ -205,7 +206,7 @@ def test_terminal_table_is_aligned_and_names_top_failures(report):
 def test_terminal_neutralises_control_characters():
     entry = entries()[1]
     entry["summary"]["k2vv"]["provider"] = "evil\x1b[2J\x1b]0;pwned\x07\u202ename"
-    text = k2vv.render_report_table(k2vv.build_report([entry], None, GENERATED))
+    text = k2vv_report.render_report_table(k2vv_report.build_report([entry], None, GENERATED))
     assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
     assert "evil\ufffd[2J" in text
 
@@ -213,16 +214,16 @@ def test_terminal_neutralises_control_characters():
 def test_terminal_counts_wide_characters_twice():
     entry = entries()[1]
     entry["summary"]["k2vv"]["provider"] = "火山引擎"
-    lines = k2vv.render_report_table(k2vv.build_report([entry, entries()[2]], None, GENERATED)).splitlines()
+    lines = k2vv_report.render_report_table(k2vv_report.build_report([entry, entries()[2]], None, GENERATED)).splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("provider"))
-    widths = {k2vv._cols(line.split("  PASS")[0]) for line in lines[header + 1:header + 3]}
+    widths = {k2vv_report._cols(line.split("  PASS")[0]) for line in lines[header + 1:header + 3]}
     assert len(widths) == 1
 
 
 def test_markdown_has_k2vv_columns_and_one_row_per_provider(report):
-    md = k2vv.render_report_md(report)
+    md = k2vv_report.render_report_md(report)
     table = [line for line in md.splitlines() if line.startswith("| ")]
-    assert table[0] == "| " + " | ".join(k2vv.REPORT_MD_COLUMNS) + " |"
+    assert table[0] == "| " + " | ".join(k2vv_report.REPORT_MD_COLUMNS) + " |"
     assert [re.split(r"(?<!\\)\|", line)[1].strip() for line in table[1:]] == ["flaky", "reference", "sloppy", "drifting"]
     assert all(len(re.split(r"(?<!\\)\|", line)) == 10 for line in table)  # 8 cells, no stray pipe
     assert "| reference | https://api.moonshot.example/v1 | - (baseline) | 212 | 212 | 100.00% (98.22–100.00) |" in md
@@ -232,7 +233,7 @@ def test_markdown_has_k2vv_columns_and_one_row_per_provider(report):
 
 
 def test_markdown_keeps_hostile_text_inert():
-    md = k2vv.render_report_md(k2vv.build_report(entries() + [hostile_entry()], "reference", GENERATED))
+    md = k2vv_report.render_report_md(k2vv_report.build_report(entries() + [hostile_entry()], "reference", GENERATED))
     assert "<" not in md  # k2vv's own reasons ("upper bound 0.868 < 0.95") become &lt; too
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md and "&lt;img src=x onerror=alert(1)&gt;" in md
     rows = [line for line in md.splitlines() if line.startswith("| ")]
@@ -301,7 +302,7 @@ def check_page(page: str) -> PageChecker:
 
 
 def test_html_is_balanced_self_contained_and_script_free(report):
-    page = k2vv.render_report_html(report)
+    page = k2vv_report.render_report_html(report)
     checker = check_page(page)
     assert page.startswith("<!DOCTYPE html>\n<html lang=\"en\">")
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
@@ -316,7 +317,7 @@ def test_html_is_balanced_self_contained_and_script_free(report):
 
 
 def test_svg_has_one_bar_group_per_provider_with_whiskers_and_thresholds(report):
-    page = k2vv.render_report_html(report)
+    page = k2vv_report.render_report_html(report)
     svg = page[page.index("<svg"):page.index("</svg>")]
     groups = re.findall(r'<g class="bar-group" data-provider="([^"]*)"', svg)
     assert groups == [r["provider"] for r in report["rows"]]
@@ -335,8 +336,8 @@ def test_svg_has_one_bar_group_per_provider_with_whiskers_and_thresholds(report)
 
 
 def test_html_escapes_hostile_names_and_details():
-    report = CHECK_REPORT(k2vv.build_report(entries() + [hostile_entry()], "reference", GENERATED))
-    page = k2vv.render_report_html(report)
+    report = CHECK_REPORT(k2vv_report.build_report(entries() + [hostile_entry()], "reference", GENERATED))
+    page = k2vv_report.render_report_html(report)
     checker = check_page(page)
     assert "script" not in checker.tags and "img" not in checker.tags
     assert "<script>" not in page and "<img" not in page and "</code><script>" not in page
@@ -351,7 +352,7 @@ def test_html_keeps_control_and_bidi_characters_out():
     entry = hostile_entry()
     entry["summary"]["k2vv"]["provider"] = "a\x00b\x1b[31mc\u202ed\ud800e"
     entry["examples"]["invalid"]["detail"] = "line one\nline two\x07"
-    page = k2vv.render_report_html(k2vv.build_report([entry], None, GENERATED))
+    page = k2vv_report.render_report_html(k2vv_report.build_report([entry], None, GENERATED))
     check_page(page)
     assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202e\ud800]", page)
     assert 'data-provider="a\ufffdb\ufffd[31mc\ufffdd\ufffde"' in page and "line one line two\ufffd" in page
@@ -360,7 +361,7 @@ def test_html_keeps_control_and_bidi_characters_out():
 
 def test_rendering_a_report_read_back_from_json_gives_the_same_page(report):
     again = json.loads(json.dumps(report))
-    for render in (k2vv.render_report_table, k2vv.render_report_md, k2vv.render_report_html):
+    for render in (k2vv_report.render_report_table, k2vv_report.render_report_md, k2vv_report.render_report_html):
         assert render(again) == render(report)
 
 
@@ -384,11 +385,11 @@ def is_png(path: Path) -> tuple[int, int]:
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install -y chromium)")
 @pytest.mark.parametrize("name, width", [("report", 1200), ("report-phone", 390)])
 def test_page_renders_in_headless_chromium(tmp_path, name, width):
-    report = CHECK_REPORT(k2vv.build_report(entries() + [hostile_entry()], "reference", GENERATED))
+    report = CHECK_REPORT(k2vv_report.build_report(entries() + [hostile_entry()], "reference", GENERATED))
     ARTIFACTS.mkdir(exist_ok=True)
     page = ARTIFACTS / f"{name}.html"
-    page.write_text(k2vv.render_report_html(report), encoding="utf-8")
-    (ARTIFACTS / "report.md").write_text(k2vv.render_report_md(report), encoding="utf-8")
+    page.write_text(k2vv_report.render_report_html(report), encoding="utf-8")
+    (ARTIFACTS / "report.md").write_text(k2vv_report.render_report_md(report), encoding="utf-8")
 
     dump = chromium("--dump-dom", page.as_uri(), tmp_path=tmp_path)
     assert dump.returncode == 0, dump.stderr[-2000:]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import k2vv
+import k2vv_sim  # noqa: E402
 from conftest import FAKE_KEY, ROOT
 
 LIMIT = "40"
@@ -20,7 +21,7 @@ LIMIT = "40"
 
 @pytest.fixture
 def vendor():
-    with k2vv.SimVendor("reference", retry_after="0") as v:
+    with k2vv_sim.SimVendor("reference", retry_after="0") as v:
         yield v
 
 
@@ -54,7 +55,7 @@ def first_attempt_faults(body, attempt):
 def test_faults_change_nothing_but_attempts(tmp_path, vendor):
     assert k2vv.main(run_args(vendor, tmp_path, out="clean")) in (0, 1, 3)
     clean = read_summary(tmp_path, "clean")
-    with k2vv.SimVendor("reference", script=first_attempt_faults, retry_after="0") as faulty:
+    with k2vv_sim.SimVendor("reference", script=first_attempt_faults, retry_after="0") as faulty:
         code = k2vv.main(run_args(faulty, tmp_path, "--cache", str(tmp_path / "cache2"), out="faulty"))
         faults = sum(1 for r in faulty.received if r["attempt"] == 1) < len(faulty.received)
     assert faults, "the script injected no fault"
@@ -85,7 +86,7 @@ def test_results_are_the_same_however_the_answers_were_split_between_runs(tmp_pa
     def faults(body, attempt):
         h = int(k2vv.sha256_hex(json.dumps(body["messages"], sort_keys=True).encode()), 16)
         return "400_schema" if h % 7 == 0 else first_attempt_faults(body, attempt)
-    with k2vv.SimVendor("reference", script=faults, retry_after="0") as v:
+    with k2vv_sim.SimVendor("reference", script=faults, retry_after="0") as v:
         k2vv.main(run_args(v, tmp_path, "--limit", "30"))
         k2vv.main(run_args(v, tmp_path, "--limit", "30", "--trials", "2"))
         split = (tmp_path / "out" / "results.jsonl").read_bytes(), read_summary(tmp_path)
@@ -155,7 +156,7 @@ def test_score_reads_a_cache_it_cannot_write(tmp_path, vendor):
 
 def test_sigkill_then_rerun_resends_only_what_was_in_flight(tmp_path):
     slow = lambda body, attempt: "slow:0.15"
-    with k2vv.SimVendor("reference", script=slow) as v:
+    with k2vv_sim.SimVendor("reference", script=slow) as v:
         cmd = [sys.executable, str(ROOT / "k2vv.py"), *run_args(v, tmp_path, "--concurrency", "4")]
         proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         journal = tmp_path / "out" / "results.jsonl"
@@ -180,7 +181,7 @@ def test_api_key_never_written_or_printed(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("K2VV_TEST_KEY", FAKE_KEY)
     def rejects_some(body, attempt):
         return "400_schema" if int(k2vv.sha256_hex(json.dumps(body["messages"]).encode()), 16) % 4 == 0 else None
-    with k2vv.SimVendor("sloppy", script=rejects_some, retry_after="0") as v:
+    with k2vv_sim.SimVendor("sloppy", script=rejects_some, retry_after="0") as v:
         (tmp_path / "k2vv.toml").write_text(
             f'[providers.sim]\nbase_url = "{v.url}"\nmodel = "kimi-k2"\napi_key_env = "K2VV_TEST_KEY"\n')
         k2vv.main(["run", "--provider", "sim", "--limit", LIMIT, "--cache", str(tmp_path / "cache"),
@@ -198,7 +199,7 @@ def test_api_key_never_written_or_printed(tmp_path, capsys, monkeypatch):
 
 
 def test_wrong_key_stops_after_a_few_requests(tmp_path, capsys):
-    with k2vv.SimVendor("reference", script=lambda body, attempt: "401") as v:
+    with k2vv_sim.SimVendor("reference", script=lambda body, attempt: "401") as v:
         code = k2vv.main(run_args(v, tmp_path, "--concurrency", "4", "--limit", "200"))
         assert code == 2
         assert len(v.received) <= 8
@@ -244,7 +245,7 @@ def test_retry_policy(tmp_path):
         if kind == "429":
             return "429" if attempt == 1 else None
         return kind
-    with k2vv.SimVendor("reference", script=script, retry_after="0") as v:
+    with k2vv_sim.SimVendor("reference", script=script, retry_after="0") as v:
         code = k2vv.main(run_args(v, tmp_path, "--retries", "2", "--timeout", "0.5", "--limit", "20"))
         attempts = {}
         for r in v.received:
@@ -269,7 +270,7 @@ def test_trials_ask_k_times_and_report_pass_at_k(tmp_path, vendor):
 
 
 def test_baseline_by_name_scores_trigger_agreement(tmp_path):
-    with k2vv.SimVendor("reference") as ref, k2vv.SimVendor("drifting") as drift:
+    with k2vv_sim.SimVendor("reference") as ref, k2vv_sim.SimVendor("drifting") as drift:
         (tmp_path / "k2vv.toml").write_text(
             f'[providers.ref]\nbase_url = "{ref.url}"\nmodel = "kimi-k2"\napi_key_required = false\n'
             f'[providers.drift]\nbase_url = "{drift.url}"\nmodel = "kimi-k2"\napi_key_required = false\n')
@@ -310,7 +311,7 @@ def test_a_test_set_edited_during_the_run_stops_it_and_every_worker(tmp_path, ca
                 fh.write('{"messages": [{"role": "user", "content": "added later"}]}\n')
         return None
     edited = []
-    with k2vv.SimVendor("reference", script=edit_once) as v:
+    with k2vv_sim.SimVendor("reference", script=edit_once) as v:
         assert k2vv.main(run_args(v, tmp_path, "--limit", "0", "--concurrency", "2") + [str(testset)]) == 2
         assert all(r["body"]["messages"][-1].get("content") != "added later" for r in v.received)
     assert "changed while k2vv was reading it" in capsys.readouterr().err
@@ -321,7 +322,7 @@ def test_identical_failed_requests_keep_their_own_results_lines(tmp_path):
     line = k2vv.resource(k2vv.BUNDLED_TESTSET).splitlines(keepends=True)[0]
     testset = tmp_path / "twice.jsonl"
     testset.write_bytes(line + line)
-    with k2vv.SimVendor("reference", script=lambda body, attempt: "status:500") as v:
+    with k2vv_sim.SimVendor("reference", script=lambda body, attempt: "status:500") as v:
         assert k2vv.main(run_args(v, tmp_path, "--limit", "0", "--retries", "0") + [str(testset)]) == 3
         assert len(v.received) == 1  # one body, one request
     lines = [json.loads(l) for l in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
@@ -330,7 +331,7 @@ def test_identical_failed_requests_keep_their_own_results_lines(tmp_path):
 
 
 def test_ctrl_c_flushes_prints_the_resume_command_and_exits_130(tmp_path):
-    with k2vv.SimVendor("reference", script=lambda body, attempt: "slow:0.1") as v:
+    with k2vv_sim.SimVendor("reference", script=lambda body, attempt: "slow:0.1") as v:
         args = run_args(v, tmp_path, "--concurrency", "2", "--api-key", FAKE_KEY)
         proc = subprocess.Popen([sys.executable, str(ROOT / "k2vv.py"), *args], cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -358,7 +359,7 @@ def test_other_statuses_are_retried_or_journaled_never_cached(tmp_path):
     def script(body, attempt):
         digit = int(k2vv.sha256_hex(json.dumps(body["messages"]).encode()), 16) % 3
         return {0: "status:402", 1: "status:520" if attempt == 1 else None, 2: None}[digit]
-    with k2vv.SimVendor("reference", script=script, retry_after="0") as v:
+    with k2vv_sim.SimVendor("reference", script=script, retry_after="0") as v:
         assert k2vv.main(run_args(v, tmp_path, "--limit", "15")) == 3
         lines = [json.loads(l) for l in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
         payment = [l for l in lines if l["error_class"] == "http_402"]
@@ -378,7 +379,7 @@ def test_one_forbidden_request_does_not_stop_the_run(tmp_path):
         key = json.dumps(body["messages"])
         first.setdefault("key", key)
         return "403" if key == first["key"] else None
-    with k2vv.SimVendor("reference", script=script) as v:
+    with k2vv_sim.SimVendor("reference", script=script) as v:
         assert k2vv.main(run_args(v, tmp_path, "--limit", "20", "--concurrency", "1")) == 3
         assert len(v.received) == 20
 
@@ -398,7 +399,7 @@ def test_a_key_with_a_line_break_is_refused_before_sending(tmp_path, vendor, cap
 
 
 def test_second_ctrl_c_abandons_requests_in_flight(tmp_path):
-    with k2vv.SimVendor("reference", script=lambda body, attempt: "slow:30") as v:
+    with k2vv_sim.SimVendor("reference", script=lambda body, attempt: "slow:30") as v:
         proc = subprocess.Popen([sys.executable, str(ROOT / "k2vv.py"), *run_args(v, tmp_path, "--concurrency", "2")],
                                 cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
@@ -474,7 +475,7 @@ def test_lines_appended_to_the_journal_by_someone_else_do_not_shift_the_results(
         with open(journal, "a") as fh:
             fh.write('{"meddler": "x' + "y" * 37 + '"}\n')
         return None
-    with k2vv.SimVendor("reference", script=meddler) as v:
+    with k2vv_sim.SimVendor("reference", script=meddler) as v:
         k2vv.main(run_args(v, tmp_path))
         fetched = journal.read_bytes()
         k2vv.main(run_args(v, tmp_path))

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 import k2vv
+from conftest import call_verdict
 
 MARK = "K2VV_PWNED"
 # Each payload, if it ever ran, would set builtins.K2VV_PWNED.
@@ -130,5 +131,5 @@ def test_the_schema_memo_forgets_its_oldest_entries_and_verdicts_stay(monkeypatc
             [(s, {f"p{i}": "x"}, "invalid") for i, s in enumerate(schemas)] + \
             [(s, {}, "invalid") for s in schemas]
     for schema, instance, expected in cases:
-        assert k2vv.schema_verdict(schema, instance) == expected
+        assert call_verdict(schema, instance) == expected
         assert len(k2vv._SCHEMA_CACHE) <= 3

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 import k2vv
+import k2vv_sim  # noqa: E402
 from conftest import ROOT
 
 
@@ -51,7 +52,7 @@ def answered(tmp_path_factory):
     tools on other cases: F1 below 1, a real interval), for a ~900-line test set."""
     tmp_path = tmp_path_factory.mktemp("processes")
     testset = big_test_set(tmp_path / "big.jsonl")
-    with k2vv.SimVendor("sloppy") as sloppy, k2vv.SimVendor("drifting") as drift:
+    with k2vv_sim.SimVendor("sloppy") as sloppy, k2vv_sim.SimVendor("drifting") as drift:
         (tmp_path / "k2vv.toml").write_text(
             f'[providers.sloppy]\nbase_url = "{sloppy.url}"\nmodel = "kimi-k2"\napi_key_required = false\n'
             f'[providers.drift]\nbase_url = "{drift.url}"\nmodel = "kimi-k2"\napi_key_required = false\n')

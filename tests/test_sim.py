@@ -1,4 +1,4 @@
-"""Simulated vendors (k2vv.py, section 3e): argument generation, personalities, SSE, scripted faults.
+"""Simulated vendors (k2vv_sim.py): argument generation, personalities, SSE, scripted faults.
 
 Real sockets and `requests`, nothing mocked. jsonschema is the judge here (not k2vv), so these tests
 check the simulator on its own; tests/test_parity.py compares k2vv's verdicts with jsonschema's.
@@ -22,7 +22,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 
-import k2vv as sim  # noqa: E402
+import k2vv_sim as sim  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 S2020 = "https://json-schema.org/draft/2020-12/schema"
@@ -599,7 +599,7 @@ def test_logging_is_quiet(session, capfd):
 
 def test_serve_sim_prints_its_url_and_answers_like_an_in_process_vendor(session):
     """Also pins determinism across processes: another PYTHONHASHSEED, the same bytes."""
-    code = "import k2vv; k2vv.serve_sim('sloppy', 0)"
+    code = "import k2vv_sim; k2vv_sim.serve_sim('sloppy', 0)"
     env = {"PYTHONHASHSEED": "987", "PATH": "/usr/bin:/bin"}
     with subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True) as proc:

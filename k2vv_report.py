@@ -1,0 +1,568 @@
+"""k2vv_report — summaries in, `report.json` and its terminal, Markdown and HTML renderings out.
+
+Pure: the caller (`k2vv report`, `k2vv demo`) reads the run directories and writes the files. This
+module imports nothing from `k2vv` (DESIGN §1), so a report can be rendered from any summaries.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+import unicodedata
+from typing import Iterable
+
+__all__ = ["REPORT_FILES", "failure_examples", "build_report", "render_report_table", "render_report_md",
+           "render_report_html"]
+
+REPORT_FILES = ("report.json", "report.md", "report.html")
+
+# Failure classes a leaderboard names (DESIGN §8), in the order that breaks ties between equal
+# counts. `unscored` is left out: it is the dataset's fault, not the provider's; `no_call` is a
+# legitimate answer. Response classes count answers, call classes count calls.
+REPORT_RESPONSE_FAILURES = ("invalid", "empty_tool_calls", "failed", "truncated", "rejected", "unanswered")
+REPORT_CALL_FAILURES = ("invalid_json", "non_standard_json", "unknown_tool", "schema_mismatch")
+REPORT_TOP = 3  # failure classes named per provider where space is short (terminal, Markdown)
+REPORT_MD_COLUMNS = ("Provider", "Endpoint", "tool_call_f1 (95% CI)", "count_finish_reason_tool_calls",
+                     "count_successful_tool_call", "schema_accuracy (95% CI)", "coverage", "verdict")
+
+# Characters that untrusted text may not carry into a terminal or a page: C0/C1 controls (an ANSI
+# escape in a provider name must not drive the terminal), bidi overrides (U+202E must not reorder a
+# table: Trojan Source), lone surrogates (unencodable) and noncharacters (HTML5 parse errors).
+_UNSAFE_TEXT = re.compile(
+    "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069\\ud800-\\udfff\\ufdd0-\\ufdef"
+    + "".join(f"\\U{plane:04x}fffe\\U{plane:04x}ffff" for plane in range(17)) + "]")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
+_MD_ENTITIES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+# ---- 1. the report document (`k2vv report`): summaries in, report.json and renderings out ------
+
+def _example_of(example) -> dict | None:
+    """The four fields of a caller-chosen example, nothing else, so report.json stays strict."""
+    if not isinstance(example, dict):
+        return None
+    return {"data_index": example.get("data_index"), "case_id": str(example.get("case_id", "")),
+            "tool": example.get("tool"), "detail": str(example.get("detail", ""))}
+
+
+def report_failures(summary: dict, examples: dict) -> list[dict]:
+    """Every failure class with a non-zero count, most frequent first, each with its example."""
+    classes = summary["classes"]
+    found = [("response", name, classes["responses"][name]) for name in REPORT_RESPONSE_FAILURES]
+    found += [("call", name, classes["calls"][name]) for name in REPORT_CALL_FAILURES]
+    order = {name: i for i, (_, name, _) in enumerate(found)}
+    found = sorted((f for f in found if f[2]), key=lambda f: (-f[2], order[f[1]]))
+    return [{"class": name, "kind": kind, "count": count, "example": _example_of(examples.get(name))}
+            for kind, name, count in found]
+
+
+def report_row(summary: dict, examples: dict, baseline: str | None) -> dict:
+    """One leaderboard row with K2VV's column names. Coverage is the baseline's (scored pairs / cases)
+    or, without a baseline, the answered share: the same number the verdict was decided on."""
+    info, comparison = summary["k2vv"], summary["baseline"]
+    is_baseline = baseline is not None and info["provider"] == baseline
+    own = None if is_baseline else comparison  # the baseline against itself is 1 by construction: K2VV shows "-"
+    if comparison is not None:
+        coverage, basis = comparison["coverage"], "baseline"
+    else:
+        total = summary["success_count"] + summary["failure_count"]
+        coverage, basis = (round(summary["success_count"] / total, 6) if total else None), "answered"
+    return {
+        "provider": info["provider"],
+        "endpoint": info["base_url"],
+        "model": summary["model"] if summary["model"] is not None else info.get("model"),
+        "is_baseline": is_baseline,
+        "tool_call_f1": own["f1"] if own else None,
+        "f1_ci": own["f1_ci"] if own else None,
+        "count_finish_reason_tool_calls": summary["finish_tool_calls"],
+        "count_successful_tool_call": summary["successful_tool_call_count"],
+        "schema_accuracy": summary["schema_accuracy"],
+        "schema_accuracy_ci": summary["schema_accuracy_ci"],
+        "coverage": coverage,
+        "coverage_basis": basis,
+        "verdict": {"status": summary["verdict"]["status"], "reasons": list(summary["verdict"]["reasons"])},
+        "retries": sum(n for attempts, n in summary["attempts"].items() if int(attempts) > 1),
+        "top_failures": report_failures(summary, examples),
+        "thresholds": dict(summary["verdict"]["thresholds"]),
+    }
+
+
+def _row_order(row: dict):
+    """pass first, then F1 high to low, then schema_accuracy high to low; no value sorts last."""
+    missing = float("inf")
+    f1, schema = row["tool_call_f1"], row["schema_accuracy"]
+    return (row["verdict"]["status"] != "pass", missing if f1 is None else -f1,
+            missing if schema is None else -schema, row["provider"])
+
+
+def build_report(entries: list[dict], baseline: str | None, generated: dict) -> dict:
+    """The report.json document (shape: schemas/report.json). Each entry is {"summary": a summary.json,
+    "examples": {failure_class: example}}. Raises ValueError when there is nothing to compare, when
+    rows are not comparable (another test set) or a provider appears twice: such a leaderboard
+    would silently mislead."""
+    if not entries:
+        raise ValueError("no provider summaries to report")
+    rows, seen = [], set()
+    for entry in entries:
+        summary = entry["summary"]
+        info = summary["k2vv"]
+        if info["dataset_sha256"] != generated["dataset_sha256"]:
+            raise ValueError(f"provider {info['provider']!r} was scored on another test set "
+                             f"(sha256 {info['dataset_sha256'][:12]}, report {generated['dataset_sha256'][:12]})")
+        if info["provider"] in seen:
+            raise ValueError(f"provider {info['provider']!r} appears twice")
+        seen.add(info["provider"])
+        rows.append(report_row(summary, entry.get("examples") or {}, baseline))
+    rows.sort(key=_row_order)
+    shared = [row["thresholds"] for row in rows]
+    return {
+        "generated": {"k2vv_version": generated["k2vv_version"], "dataset": generated["dataset"],
+                      "dataset_sha256": generated["dataset_sha256"]},
+        "baseline": baseline,
+        # One set of thresholds when every row was judged by the same bars (the usual case); else
+        # null and each row carries its own (a thinking model at temperature 1.0 has min_f1 0.73).
+        "thresholds": shared[0] if shared and all(t == shared[0] for t in shared) else None,
+        "rows": rows,
+    }
+
+
+# ---- 2. formatting helpers shared by the report renderers ------------------------------------
+
+def _plain(text, limit: int | None = None) -> str:
+    """One line of untrusted text: unsafe characters become U+FFFD, whitespace runs one space,
+    clipped to `limit` characters with an ellipsis."""
+    text = " ".join(_UNSAFE_TEXT.sub("\ufffd", "" if text is None else str(text)).split())
+    return text if limit is None or len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _cols(text: str) -> int:
+    """Terminal columns of text: East Asian wide characters take two (provider names can be 火山引擎)."""
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
+def _fit(text: str, width: int) -> str:
+    if _cols(text) <= width:
+        return text
+    while text and _cols(text) > width - 1:
+        text = text[:-1]
+    return text + "…"
+
+
+def _pad(text: str, width: int, right: bool = False) -> str:
+    gap = " " * max(0, width - _cols(text))
+    return gap + text if right else text + gap
+
+
+def _frac(x, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _frac_ci(ci) -> str:
+    return "" if not ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{x * 100:.2f}%"
+
+
+def _pct_ci(ci) -> str:
+    return "" if not ci else f" ({ci[0] * 100:.2f}–{ci[1] * 100:.2f})"
+
+
+def _f1_text(row: dict, pct: bool = True) -> str:
+    """K2VV prints "-" for the baseline's own trigger similarity; so do we."""
+    if row["tool_call_f1"] is None:
+        return "- (baseline)" if row["is_baseline"] else "-"
+    return _pct(row["tool_call_f1"]) + _pct_ci(row["f1_ci"]) if pct else \
+        _frac(row["tool_call_f1"]) + _frac_ci(row["f1_ci"])
+
+
+def _thresholds_text(t: dict) -> str:
+    return (f"tool_call_f1 ≥ {t['min_f1']:.2f} · schema_accuracy ≥ {t['min_schema_accuracy']:.2f} · "
+            f"coverage ≥ {t['min_coverage']:.2f}")
+
+
+def _example_parts(example: dict) -> tuple[str, str | None, str]:
+    """(data_index, tool or None, detail) of an example as plain text; each renderer escapes them."""
+    tool = None if example.get("tool") is None else _plain(example["tool"], 60)
+    return _plain(example.get("data_index")), tool, _plain(example.get("detail"))
+
+
+def _how_to_read(report: dict) -> str:
+    t = report["thresholds"]
+    coverage = f"{t['min_coverage']:.2f}" if t else "the row's min_coverage"
+    return ("tool_call_f1 is trigger agreement with the baseline: the F1 of answering with finish_reason "
+            "tool_calls exactly when the baseline does, over the cases both answered. schema_accuracy is the "
+            "share of triggered answers (finish_reason tool_calls) whose every tool call parses, names a "
+            "tool of the request and validates against its schema. Each value has a 95% interval (bootstrap "
+            "over cases for F1, Wilson for schema_accuracy), drawn as a whisker in the chart. pass: every "
+            "interval's lower bound clears its threshold. fail: an upper bound is below one. inconclusive: an "
+            f"interval spans a threshold, or coverage (cases scored against the baseline, or answered when "
+            f"there is no baseline) is below {coverage}; more cases narrow the intervals.")
+
+
+# ---- 3. report: terminal ---------------------------------------------------------------------
+
+def render_report_table(report: dict) -> str:
+    """The leaderboard for a terminal: aligned columns (wide characters counted twice), fractions as
+    `k2vv run` prints them, then each provider's top failure classes. Untrusted text is sanitised."""
+    g = report["generated"]
+    head = (f"k2vv {_plain(g['k2vv_version'])} report · dataset {_plain(g['dataset'], 60)} "
+            f"(sha256 {_plain(g['dataset_sha256'])[:12]}) · baseline {_plain(report['baseline']) or 'none'}")
+    lines = [head]
+    if report["thresholds"]:
+        lines.append("thresholds " + _thresholds_text(report["thresholds"]))
+    header = ("provider", "F1 [95% CI]", "tool_calls", "schema_acc [95% CI]", "coverage", "retries", "verdict")
+    right = (False, False, True, False, True, True, False)
+    table = [header] + [(
+        _fit(_plain(row["provider"]), 28), _f1_text(row, pct=False), str(row["count_finish_reason_tool_calls"]),
+        _frac(row["schema_accuracy"]) + _frac_ci(row["schema_accuracy_ci"]), _frac(row["coverage"]),
+        str(row["retries"]), row["verdict"]["status"].upper()) for row in report["rows"]]
+    widths = [max(_cols(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        lines.append("  ".join(_pad(c, w, r) for c, w, r in zip(line, widths, right)).rstrip())
+    lines.append("top failures")
+    name_width = max([_cols(_fit(_plain(row["provider"]), 28)) for row in report["rows"]] + [0])
+    for row in report["rows"]:
+        top = " · ".join(f"{f['class']} {f['count']}" for f in row["top_failures"][:REPORT_TOP]) or "none"
+        lines.append(f"  {_pad(_fit(_plain(row['provider']), 28), name_width)}  {top}")
+    if not report["thresholds"]:
+        for row in report["rows"]:
+            lines.append(f"thresholds {_fit(_plain(row['provider']), 28)}: {_thresholds_text(row['thresholds'])}")
+    return "\n".join(lines)
+
+
+# ---- 4. report: Markdown ---------------------------------------------------------------------
+
+def _md(text, limit: int | None = None) -> str:
+    """Untrusted text as one inert Markdown run: `|` cannot end a table cell, `<` cannot open HTML
+    (an entity, which every renderer decodes, rather than a backslash, which some ignore), and
+    `[`, `*`, `` ` `` cannot start a link, emphasis or code."""
+    return _MD_SPECIAL.sub(r"\\\1", _plain(text, limit).translate(_MD_ENTITIES))
+
+
+def render_report_md(report: dict) -> str:
+    """The leaderboard as Markdown shaped like K2VV's README table (its column names, percentages,
+    "-" for the baseline's own F1), then top failures with one example each, thresholds, how to read."""
+    g = report["generated"]
+    rows = report["rows"]
+    models = {row["model"] for row in rows}
+    out = ["# k2vv report", "",
+           f"Dataset {_md(g['dataset'])} · sha256 {_md(g['dataset_sha256'])} · baseline "
+           f"{_md(report['baseline']) if report['baseline'] else 'none'} · "
+           + (f"model {_md(next(iter(models)))} · " if len(models) == 1 else "")
+           + f"k2vv {_md(g['k2vv_version'])}", "",
+           "| " + " | ".join(REPORT_MD_COLUMNS) + " |",
+           "|---|---|---:|---:|---:|---:|---:|---|"]
+    for row in rows:
+        status = row["verdict"]["status"]
+        out.append("| " + " | ".join((
+            _md(row["provider"]), _md(row["endpoint"]), _f1_text(row),
+            str(row["count_finish_reason_tool_calls"]), str(row["count_successful_tool_call"]),
+            _pct(row["schema_accuracy"]) + _pct_ci(row["schema_accuracy_ci"]), _pct(row["coverage"]),
+            f"**{status}**" if status == "pass" else status)) + " |")
+    out += ["", "## Top failures", ""]
+    for row in rows:
+        facts = [f"verdict {row['verdict']['status']}"]
+        if len(models) > 1:
+            facts.append(f"model {_md(row['model'])}")
+        if row["retries"]:
+            facts.append(f"{row['retries']} answers retried")
+        out.append(f"**{_md(row['provider'])}** ({' · '.join(facts)}): {_md('; '.join(row['verdict']['reasons']))}")
+        out.append("")
+        for failure in row["top_failures"][:REPORT_TOP]:
+            unit = "answers" if failure["kind"] == "response" else "calls"
+            if failure["example"]:
+                index, tool, detail = _example_parts(failure["example"])
+                tool = "" if tool is None else f" · tool {_md(tool)}"
+                example = f"data_index {_md(index)}{tool} · {_md(_plain(detail, 200))}"
+            else:
+                example = "no example kept"
+            out.append(f"- `{failure['class']}` × {failure['count']} {unit} — e.g. {example}")
+        if not row["top_failures"]:
+            out.append("- no failures")
+        out.append("")
+    out += ["## Thresholds", ""]
+    if report["thresholds"]:
+        out.append("Every row: " + _thresholds_text(report["thresholds"]) + " (95% interval bounds).")
+    else:
+        out += [f"- {_md(row['provider'])}: {_thresholds_text(row['thresholds'])}" for row in rows]
+    out += ["", f"Dataset sha256: {_md(g['dataset_sha256'])}", "", "## How to read this", "",
+            _how_to_read(report), ""]
+    return "\n".join(out)
+
+
+# ---- 5. report: HTML -------------------------------------------------------------------------
+
+def _h(text, limit: int | None = None) -> str:
+    """Untrusted text for HTML text or a quoted attribute value."""
+    return html.escape(_plain(text, limit), quote=True)
+
+
+_REPORT_CSS = """
+:root{--bg:#fff;--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--panel:#f6f8fa;
+--f1:#0969da;--schema:#bc4c00;--on-bar:#fff;--pass:#1a7f37;--fail:#d1242f;--inconclusive:#9a6700}
+@media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#9198a1;--line:#3d444d;
+--panel:#151b23;--f1:#4493f8;--schema:#f0883e;--on-bar:#0d1117;--pass:#3fb950;--fail:#f85149;--inconclusive:#d29922}}
+*{box-sizing:border-box}
+html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
+body{margin:0;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
+main{max-width:68rem;margin:0 auto;padding:1rem .75rem}
+h1{font-size:1.5rem;line-height:1.25;margin:.5rem 0}
+h2{font-size:1.2rem;margin:1.75rem 0 .5rem}
+p{margin:.5rem 0}
+.meta,.note{color:var(--muted);font-size:.9rem;overflow-wrap:anywhere}
+code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85em;overflow-wrap:anywhere}
+figure{margin:0}
+figcaption{color:var(--muted);font-size:.85rem;margin-top:.25rem}
+.chart{overflow-x:auto;border:1px solid var(--line);border-radius:6px;padding:.25rem}
+.chart svg{display:block;width:100%;height:auto;margin:0 auto}
+svg text{fill:var(--fg);font-size:13px}
+svg .small{font-size:12px}
+svg .muted{fill:var(--muted)}
+svg .on-bar{fill:var(--on-bar);font-size:11px}
+.grid{stroke:var(--line);stroke-width:1}
+.axis{stroke:var(--muted);stroke-width:1}
+.bar-f1{fill:var(--f1)}
+.bar-schema{fill:var(--schema)}
+.whisker{stroke:var(--fg);stroke-width:1.5;fill:none}
+.whisker-halo{stroke:var(--bg);stroke-width:4;fill:none;opacity:.7}
+.legend-whisker{stroke:var(--fg);stroke-width:1.5;fill:none}
+.threshold,.legend-threshold{stroke-width:1.5;stroke-dasharray:6 4}
+.threshold-halo{stroke:var(--bg);stroke-width:4;opacity:.8}
+.f1.threshold,.f1.legend-threshold{stroke:var(--f1)}
+.schema.threshold,.schema.legend-threshold{stroke:var(--schema)}
+svg text.pass,.pass{fill:var(--pass);color:var(--pass)}
+svg text.fail,.fail{fill:var(--fail);color:var(--fail)}
+svg text.inconclusive,.inconclusive{fill:var(--inconclusive);color:var(--inconclusive)}
+.scroll{overflow-x:auto;border:1px solid var(--line);border-radius:6px}
+table{border-collapse:separate;border-spacing:0;width:100%;font-size:.9rem}
+caption{caption-side:top;text-align:left;padding:.5rem .6rem;color:var(--muted);position:sticky;left:0;max-width:calc(100vw - 2rem)}
+th,td{padding:.45rem .6rem;border-top:1px solid var(--line);text-align:left;vertical-align:top;white-space:nowrap}
+thead th{background:var(--panel);font-size:.8rem;white-space:normal;vertical-align:bottom;min-width:6.5rem}
+.num{text-align:right;font-variant-numeric:tabular-nums}
+.ci{display:block;color:var(--muted);font-size:.8rem}
+.model{display:block;color:var(--muted);font-size:.8rem}
+.provider{white-space:normal;min-width:7.5rem;max-width:11rem;overflow-wrap:anywhere;position:sticky;left:0;background:var(--bg);z-index:1}
+thead .provider{background:var(--panel)}
+td.endpoint{white-space:normal;min-width:15rem;max-width:22rem;overflow-wrap:anywhere}
+@media (max-width:40rem){td.endpoint{min-width:9rem;font-size:.8rem}}
+.badge{display:inline-block;padding:0 .5rem;border:1px solid currentColor;border-radius:999px;font-size:.8rem;font-weight:600}
+details{border:1px solid var(--line);border-radius:6px;background:var(--panel);padding:.5rem .75rem;margin:.5rem 0}
+summary{cursor:pointer;font-weight:600;overflow-wrap:anywhere}
+details ul{padding-left:1.25rem;margin:.5rem 0}
+details li{margin:.4rem 0;overflow-wrap:anywhere}
+.detail{display:block;color:var(--muted);font-size:.85rem}
+"""
+
+
+def _svg_chart(report: dict) -> str:
+    """Bars of F1 and schema_accuracy per provider on a 0..1 scale with their 95% whiskers and dashed
+    threshold lines. Drawn in viewBox units; CSS scales it to the page, never below 3/4 size (text
+    stays legible on a phone: the wrapper scrolls sideways instead) nor above 3/2."""
+    rows = report["rows"]
+    n = max(1, len(rows))
+    bar, gap = 26, 4
+    left, right, plot_h, bottom = 46, 10, 220, 62
+    plot_w = max(76 * n, 300)
+    group = plot_w / n
+    width = left + plot_w + right
+    # legend first: its rows decide where the plot starts. Threshold lines are named here, in their
+    # bar's colour, rather than at the line's end, which would cost a margin a phone does not have.
+    marks = sorted({("f1", "min F1", r["thresholds"]["min_f1"]) for r in rows}
+                   | {("schema", "min schema", r["thresholds"]["min_schema_accuracy"]) for r in rows},
+                   key=lambda m: (m[0], -m[2]))
+    legend = [("bar-f1", "tool_call_f1"), ("bar-schema", "schema_accuracy"), ("whisker", "95% interval")]
+    legend += [(f"legend-threshold {cls}", f"{name} {value * 100:g}%") for cls, name, value in marks]
+    items, lx, ly = [], 8, 18
+    for cls, label in legend:
+        item = 24 + round(7.4 * len(label)) + 20
+        if lx + item > min(width - 4, 440) and lx > 8:  # a phone sees the whole legend
+            lx, ly = 8, ly + 22
+        if cls.startswith("bar"):
+            items.append(f'<rect class="{cls}" x="{lx}" y="{ly - 10}" width="16" height="11"/>')
+        elif cls == "whisker":
+            items.append(f'<path class="legend-whisker" d="M{lx + 8} {ly - 11}V{ly + 2}M{lx + 4} {ly - 11}'
+                         f'H{lx + 12}M{lx + 4} {ly + 2}H{lx + 12}"/>')
+        else:
+            items.append(f'<line class="{cls}" x1="{lx}" x2="{lx + 18}" y1="{ly - 4}" y2="{ly - 4}"/>')
+        items.append(f'<text x="{lx + 24}" y="{ly}">{label}</text>')
+        lx += item
+    top = ly + 24
+    height = top + plot_h + bottom
+
+    def y(v: float) -> float:
+        return round(top + plot_h * (1 - min(max(v, 0.0), 1.0)), 1)
+
+    title = "tool_call_f1 and schema_accuracy per provider, with 95% intervals and thresholds"
+    desc = "; ".join(f"{_plain(r['provider'], 80)}: tool_call_f1 {_f1_text(r)}, schema_accuracy "
+                     f"{_pct(r['schema_accuracy'])}{_pct_ci(r['schema_accuracy_ci'])}, {r['verdict']['status']}"
+                     for r in rows)
+    out = [f'<svg viewBox="0 0 {width:.0f} {height}" role="img" aria-labelledby="chart-title chart-desc" '
+           f'style="min-width:{width * 0.75:.0f}px;max-width:{width * 1.5:.0f}px">',
+           f'<title id="chart-title">{_h(title)}</title>', f'<desc id="chart-desc">{html.escape(desc)}</desc>',
+           '<g class="legend">', *items, "</g>", '<g class="y-axis">']
+    for tick in (0, 20, 40, 60, 80, 100):
+        at = y(tick / 100)
+        out.append(f'<line class="grid" x1="{left}" x2="{left + plot_w:.0f}" y1="{at}" y2="{at}"/>'
+                   f'<text class="small muted" x="{left - 5}" y="{at + 4}" text-anchor="end">{tick}%</text>')
+    out.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}"/>'
+               f'<line class="axis" x1="{left}" x2="{left + plot_w:.0f}" y1="{top + plot_h}" y2="{top + plot_h}"/>'
+               f'<text class="small muted" transform="translate(12 {top + plot_h / 2:.0f}) rotate(-90)" '
+               f'text-anchor="middle">score (0–100%)</text></g>')
+    # one group per provider: two bars, their whiskers, the provider's name and verdict
+    for i, row in enumerate(rows):
+        x0 = left + i * group + (group - 2 * bar - gap) / 2
+        name = _plain(row["provider"])
+        status = row["verdict"]["status"]
+        label = (f"{name}: tool_call_f1 {_f1_text(row)}, schema_accuracy {_pct(row['schema_accuracy'])}"
+                 f"{_pct_ci(row['schema_accuracy_ci'])}, verdict {status}")
+        out.append(f'<g class="bar-group" data-provider="{html.escape(name, quote=True)}" '
+                   f'aria-label="{html.escape(label, quote=True)}"><title>{html.escape(label)}</title>')
+        for j, (metric, cls, value, ci) in enumerate((
+                ("tool_call_f1", "bar-f1", row["tool_call_f1"], row["f1_ci"]),
+                ("schema_accuracy", "bar-schema", row["schema_accuracy"], row["schema_accuracy_ci"]))):
+            bx = round(x0 + j * (bar + gap), 1)
+            cx = round(bx + bar / 2, 1)
+            if value is None:  # an empty slot that says why, written up the slot
+                why = ("no calls" if metric == "schema_accuracy" else
+                       "baseline" if row["is_baseline"] else "no baseline")
+                out.append(f'<rect class="bar {cls}" x="{bx}" y="{top + plot_h}" width="{bar}" height="0"/>'
+                           f'<text class="small muted" transform="translate({cx + 4} {top + plot_h - 6}) rotate(-90)">'
+                           f"{why}</text>")
+                continue
+            h = round(plot_h * min(max(value, 0.0), 1.0), 1)
+            out.append(f'<rect class="bar {cls}" x="{bx}" y="{y(value)}" width="{bar}" height="{h}">'
+                       f"<title>{metric} {_pct(value)}{_pct_ci(ci)}</title></rect>")
+            inside = h >= 20  # the value at the bar's foot, or above a bar too short to hold it
+            out.append(f'<text class="{"on-bar" if inside else "small"}" x="{cx}" '
+                       f'y="{top + plot_h - 6 if inside else y(value) - 4}" text-anchor="middle">'
+                       f"{value * 100:.0f}</text>")
+            if ci:
+                lo, hi = y(ci[0]), y(ci[1])
+                d = f"M{cx} {lo}V{hi}M{cx - 5} {lo}H{cx + 5}M{cx - 5} {hi}H{cx + 5}"
+                out.append(f'<path class="whisker-halo" d="{d}"/><path class="whisker" d="{d}"/>')
+        mid = left + i * group + group / 2
+        short = html.escape(_fit(name, int(group / 7.5)))  # the whole name is in the group's <title>
+        out.append(f'<text x="{mid:.1f}" y="{top + plot_h + 18}" text-anchor="middle">{short}</text>'
+                   f'<text class="small {_h(status)}" x="{mid:.1f}" y="{top + plot_h + 35}" text-anchor="middle">'
+                   f"{_h(status)}</text></g>")
+    out.append(f'<text class="small muted" x="{left + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle">'
+               "provider, best first</text>")
+    for cls, name, value in marks:  # over the bars, on a halo: a dash stays visible on a bar of its colour
+        ends = f'x1="{left}" x2="{left + plot_w:.0f}" y1="{y(value)}" y2="{y(value)}"'
+        out.append(f'<line class="threshold-halo" {ends}/><line class="threshold {cls}" {ends}>'
+                   f"<title>{name} {value * 100:g}%</title></line>")
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def render_report_html(report: dict) -> str:
+    """One self-contained HTML5 page: inline CSS (light and dark), an inline SVG chart, the table in
+    report order and a <details> per provider. No script, no external URL, so it can be mailed,
+    attached to a CI run or opened offline, and a hostile provider name stays text."""
+    g = report["generated"]
+    rows = report["rows"]
+    baseline = _h(report["baseline"]) if report["baseline"] else "none"
+    t = report["thresholds"]
+    models = {row["model"] for row in rows}
+    model = f" · model {_h(next(iter(models)))}" if len(models) == 1 else ""
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           '<meta name="color-scheme" content="light dark">',
+           f"<title>k2vv report · {_h(g['dataset'], 80)}</title>", f"<style>{_REPORT_CSS}</style>", "</head>",
+           "<body>", "<main>", "<header>", "<h1>k2vv tool-calling report</h1>",
+           f'<p class="meta">dataset {_h(g["dataset"])} · sha256 <code>{_h(g["dataset_sha256"])}</code> · '
+           f"baseline {baseline}{model} · {len(rows)} providers · k2vv {_h(g['k2vv_version'])}</p>", "</header>",
+           '<section aria-labelledby="chart-h">', '<h2 id="chart-h">Scores with 95% intervals</h2>',
+           '<figure><div class="chart">', _svg_chart(report), "</div>",
+           "<figcaption>Bars: tool_call_f1 and schema_accuracy; whiskers: 95% intervals; dashed lines: "
+           "thresholds. Providers in leaderboard order.</figcaption></figure>", "</section>",
+           '<section aria-labelledby="table-h">', '<h2 id="table-h">Leaderboard</h2>',
+           f'<p class="note">Thresholds: {_h(_thresholds_text(t))}.</p>' if t else
+           '<p class="note">Rows were judged by different thresholds: see each provider below.</p>',
+           '<div class="scroll" role="region" aria-labelledby="table-caption" tabindex="0">', "<table>",
+           '<caption id="table-caption">Best first: pass, then tool_call_f1, then schema_accuracy</caption>',
+           "<thead><tr>"]
+    headers = REPORT_MD_COLUMNS[:7] + ("retries", "verdict")
+    for i, label in enumerate(headers):  # <wbr> lets K2VV's long names wrap at their underscores
+        cls = ' class="provider"' if i == 0 else ' class="num"' if 2 <= i <= 7 else ""
+        out.append(f'<th scope="col"{cls}>{label.replace("_", "_<wbr>")}</th>')
+    out.append("</tr></thead>")
+    out.append("<tbody>")
+    for row in rows:
+        status = _h(row["verdict"]["status"])  # escaped like the rest: a report may be re-read from a file
+        f1 = "-" if row["tool_call_f1"] is None else _pct(row["tool_call_f1"])
+        f1_ci = "baseline" if row["is_baseline"] and row["tool_call_f1"] is None else _pct_ci(row["f1_ci"]).strip()
+        model = f'<span class="model">{_h(row["model"])}</span>' if len(models) > 1 else ""
+        out.append(
+            f'<tr><th scope="row" class="provider">{_h(row["provider"])}{model}</th>'
+            f'<td class="endpoint">{_h(row["endpoint"])}</td>'
+            f'<td class="num">{f1}<span class="ci">{_h(f1_ci)}</span></td>'
+            f'<td class="num">{_h(row["count_finish_reason_tool_calls"])}</td>'
+            f'<td class="num">{_h(row["count_successful_tool_call"])}</td>'
+            f'<td class="num">{_pct(row["schema_accuracy"])}'
+            f'<span class="ci">{_h(_pct_ci(row["schema_accuracy_ci"]).strip())}</span></td>'
+            f'<td class="num">{_pct(row["coverage"])}<span class="ci">{_h(row["coverage_basis"])}</span></td>'
+            f'<td class="num">{_h(row["retries"])}</td>'
+            f'<td><span class="badge {status}">{status}</span></td></tr>')
+    out += ["</tbody>", "</table>", "</div>", "</section>",
+            '<section aria-labelledby="failures-h">', '<h2 id="failures-h">Failures by provider</h2>']
+    for row in rows:
+        status = _h(row["verdict"]["status"])
+        total = sum(f["count"] for f in row["top_failures"] if f["kind"] == "response")
+        opened = "" if status == "pass" else " open"  # why a row did not pass is the first question
+        out.append(f'<details{opened}><summary>{_h(row["provider"])} · <span class="{status}">{status}</span> · '
+                   f"{total} failing answers</summary>")
+        out.append('<p class="note">' + " · ".join(_h(reason) for reason in row["verdict"]["reasons"])
+                   + (f" · {_h(row['retries'])} answers retried" if row["retries"] else "")
+                   + ("" if t else f" · thresholds {_h(_thresholds_text(row['thresholds']))}") + "</p>")
+        out.append("<ul>")
+        for failure in row["top_failures"]:
+            unit = "answers" if failure["kind"] == "response" else "calls"
+            example = failure["example"]
+            if example:
+                index, tool, detail = _example_parts(example)
+                tool = "" if tool is None else f" · tool <code>{_h(tool)}</code>"
+                more = (f"data_index {_h(index)}{tool} · case "
+                        f"<code>{_h(example.get('case_id'), 24)}</code>"
+                        f'<span class="detail">{_h(detail, 1000)}</span>')
+            else:
+                more = "no example kept"
+            out.append(f"<li><code>{_h(failure['class'])}</code> × {_h(failure['count'])} {unit} — e.g. {more}</li>")
+        if not row["top_failures"]:
+            out.append("<li>no failures</li>")
+        out.append("</ul></details>")
+    out += ["</section>", '<section aria-labelledby="read-h">', '<h2 id="read-h">How to read this</h2>',
+            f"<p>{html.escape(_how_to_read(report))}</p>",
+            f'<p class="note">Dataset sha256 <code>{_h(g["dataset_sha256"])}</code>.</p>',
+            "</section>", "</main>", "</body>", "</html>", ""]
+    return "\n".join(out)
+
+
+# ---- 6. examples of each failure, from a run's results lines ----------------------------------
+
+def failure_examples(results_lines: Iterable[str]) -> dict:
+    """The first example of each failure class among a run's results.jsonl lines (for the report)."""
+    examples: dict = {}
+    for text in results_lines:
+        try:
+            rec = json.loads(text)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        base = {"data_index": rec.get("data_index"), "case_id": rec.get("case_id", "")}
+        cls = rec.get("response_class")
+        calls = rec.get("calls") or []
+        if cls in REPORT_RESPONSE_FAILURES and cls not in examples:
+            bad = next((c for c in calls if c.get("class") != "valid"), calls[0] if calls else {})
+            detail = rec.get("error_class") or bad.get("message") or bad.get("class") or cls
+            examples[cls] = dict(base, tool=bad.get("name"), detail=str(detail))
+        for call in calls:
+            name = call.get("class")
+            if name in REPORT_CALL_FAILURES and name not in examples:
+                where = f"at {call['pointer'] or '/'}: " if call.get("pointer") is not None else ""
+                examples[name] = dict(base, tool=call.get("name"), detail=where + str(call.get("message", "")))
+    return examples
