@@ -4,6 +4,7 @@
 #   ./build.sh          build dist/k2vv.pyz, print its sha256 and size
 #   ./build.sh demo     set up .venv from the same pinned wheels, then run `k2vv demo` (no key, no internet)
 #   ./build.sh test     set up .venv (+ test tools), build dist/k2vv.pyz, run every test
+#   ./build.sh wheel    build dist/k2vv-VERSION-py3-none-any.whl (what `pip install .` installs)
 #
 # Recipe (measured in shared/notes/packaging-and-validation.md §1): hash-pinned pure wheels
 # (requirements.lock) are unzipped by hand into build/site, never pip-installed, because pip
@@ -119,10 +120,21 @@ setup_venv() {  # $1 = runtime | test
         .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
         cp requirements-test.txt .venv/.k2vv-test-stamp
     fi
+    # `k2vv` on PATH once .venv is activated: a launcher for this checkout's k2vv.py (what
+    # `pip install -e .` would write, without fetching a build backend).
+    printf '#!%s/.venv/bin/python\nimport sys\nsys.path.insert(0, %s)\nimport k2vv\nsys.exit(k2vv.main())\n' \
+        "$ROOT" "'$ROOT'" > .venv/bin/k2vv
+    chmod 755 .venv/bin/k2vv
 }
 case "${1:-}" in
-    demo) shift; setup_venv runtime; exec .venv/bin/python k2vv.py demo "$@" ;;
+    demo) shift; setup_venv runtime; exec .venv/bin/k2vv demo "$@" ;;
     test) setup_venv test ;;
+    wheel)  # dist/k2vv-VERSION-py3-none-any.whl (+ sdist); pip fetches the build backend (hatchling)
+        rm -f dist/k2vv-*.whl dist/k2vv-*.tar.gz
+        "$VPY" -m pip wheel -q --disable-pip-version-check --no-deps -w dist . \
+            || { echo "build.sh: cannot build the wheel (is PyPI reachable for hatchling?)" >&2; exit 75; }
+        ls dist/k2vv-*.whl
+        exit 0 ;;
 esac
 
 rm -rf "$SITE" && mkdir -p "$SITE" dist

@@ -1256,6 +1256,38 @@ def k2vv_result_answers(lines: Iterable[str], path: str = "results.jsonl") -> di
     return latest
 
 
+def results_file_model(member: str) -> str:
+    """The model a K2VV results file is named after: `<model>_results.jsonl` -> model."""
+    stem = os.path.basename(member)
+    stem = stem[:-len(".jsonl")] if stem.endswith(".jsonl") else stem
+    return re.sub(r"[_-]?results?$", "", stem, flags=re.I)
+
+
+def pick_official_results(members: tuple, model: str, choice: str | None, test_set: str) -> str:
+    """Which K2VV results file of a test-set archive is `--baseline official[:choice]`: the only
+    one, the one `choice` names, or the one named after the run's model; never the archive's
+    order (two files are one per model, and their F1s differ)."""
+    if not members:
+        raise K2vvError(f"--baseline official needs a K2VV results file inside the test set; {test_set} has none "
+                        "(pass the official tool-calls.tar.gz, or --baseline FILE)")
+    names = [results_file_model(m) for m in members]
+    by_model = {(name if names.count(name) == 1 else m): m for name, m in zip(names, members)}
+    listed = ", ".join(f"--baseline official:{name}" if name else f"--baseline official ({m})"
+                       for name, m in sorted(by_model.items()))
+    if choice is not None:
+        if choice not in by_model:
+            raise K2vvError(f"--baseline official:{choice}: no such results file in {test_set}; choose {listed}")
+        return by_model[choice]
+    if len(members) == 1:
+        return members[0]
+    wanted = {model.lower(), model.lower().replace("/", "_"), model.rsplit("/", 1)[-1].lower()}
+    found = [m for name, m in by_model.items() if name.lower() in wanted]
+    if len(found) == 1:
+        return found[0]
+    raise K2vvError(f"{test_set} holds {len(members)} K2VV results files and none is named after model "
+                    f"{model!r}: choose one with {listed}")
+
+
 def match_k2vv_result(answers: dict, case: Case, stats: Counter) -> BaselineAnswer | None:
     """The K2VV result for `case`, if one has its data_index and the same request; counted in
     stats["matched"] or stats["mismatched"]."""
@@ -1510,15 +1542,29 @@ def exit_code_of(verdict: dict) -> int:
 BUNDLED_TESTSET = "fixtures/testset.jsonl"
 
 
+# Where the bundled data sits beside this module: the repository and the pyz keep `schemas/` and
+# `fixtures/` next to k2vv.py; a wheel installs them under `k2vv_data/`, because top-level
+# `schemas`/`fixtures` directories in site-packages would collide with other distributions
+# (`fixtures` is a PyPI package).
+DATA_DIRS = ("", "k2vv_data")
+
+
 def resource(relative: str) -> bytes:
-    """A file bundled beside this module (repo checkout, shiv extraction, or straight from the
-    zip): the module's own loader reads it, so the pyz needs no extraction to find its data."""
+    """A file bundled beside this module (repo checkout, wheel, shiv extraction, or straight from
+    the zip): the module's own loader reads it, so the pyz needs no extraction to find its data."""
     base = os.path.dirname(os.path.abspath(__file__))
     loader = globals().get("__loader__")
-    full = os.path.join(base, *relative.split("/"))
-    if loader is not None and hasattr(loader, "get_data"):
-        return loader.get_data(full)
-    with open(full, "rb") as fh:
+    read = loader.get_data if loader is not None and hasattr(loader, "get_data") else _read_bytes
+    for data_dir in DATA_DIRS:
+        try:
+            return read(os.path.join(base, data_dir, *relative.split("/")))
+        except OSError:  # zipimporter says OSError, not FileNotFoundError
+            continue
+    raise FileNotFoundError(f"k2vv's bundled {relative} is missing beside {base} (a broken install: reinstall k2vv)")
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as fh:
         return fh.read()
 
 
@@ -1528,7 +1574,8 @@ class TestSet:
     never sits in memory). `sha256` is known once a walk has read every line."""
     name: str
     open_lines: Callable[[], Iterable[bytes]]  # a fresh iterator over its raw lines
-    k2vv_results: list | None = None  # lines of a K2VV results file found beside the samples (tar.gz)
+    k2vv_results: tuple = ()  # members of a .tar.gz that are K2VV results files (`--baseline official`)
+    archive: str | None = None  # the .tar.gz the samples come from
     sha256: str | None = None
     size: int = 0  # bytes on disk (compressed, for .gz), or in memory: decides whether `score` forks
 
@@ -1625,7 +1672,7 @@ def load_test_set(path: str | None) -> TestSet:
             with tarfile.open(path, mode="r:*") as tar, tar.extractfile(inner) as fh:
                 yield fh
         return TestSet(f"{path}:{inner}", lambda: _file_lines(path, samples, "not a readable .tar.gz", seen), results,
-                       size=size)
+                       size=size, archive=str(path))
     seen = []
     if p.name.endswith(".gz"):
         return TestSet(str(path), lambda: _file_lines(path, lambda: gzip.open(p, "rb"), "not a valid gzip file", seen),
@@ -1633,22 +1680,28 @@ def load_test_set(path: str | None) -> TestSet:
     return TestSet(str(path), lambda: _file_lines(path, lambda: open(p, "rb"), "read error", seen), size=size)
 
 
-def _tarball_members(path: str) -> tuple[str, list | None]:
-    """(name of the one samples .jsonl, lines of a K2VV results .jsonl or None) in a .tar.gz."""
+def _tarball_members(path: str) -> tuple[str, tuple]:
+    """(name of the one samples .jsonl, names of the K2VV results .jsonl files) in a .tar.gz."""
     try:
         with tarfile.open(path, mode="r:*") as tar:
             members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".jsonl")
                        and not os.path.basename(m.name).startswith(".")]
-            samples = [m for m in members if "result" not in os.path.basename(m.name).lower()]
-            results = [m for m in members if "result" in os.path.basename(m.name).lower()]
-            if len(samples) != 1:
-                names = ", ".join(m.name for m in samples) or "none"
-                raise K2vvError(f"{path}: expected exactly one samples .jsonl inside, found {names}")
-            result_lines = (tar.extractfile(results[0]).read().decode("utf-8", "replace").splitlines()
-                            if results else None)
-            return samples[0].name, result_lines
     except (tarfile.TarError, OSError, EOFError) as err:
         raise K2vvError(f"{path}: not a readable .tar.gz ({err})") from None
+    samples = [m.name for m in members if "result" not in os.path.basename(m.name).lower()]
+    results = tuple(sorted(m.name for m in members if "result" in os.path.basename(m.name).lower()))
+    if len(samples) != 1:
+        raise K2vvError(f"{path}: expected exactly one samples .jsonl inside, found {', '.join(samples) or 'none'}")
+    return samples[0], results
+
+
+def read_tar_member(path: str, member: str) -> list[str]:
+    """The lines of one member of a .tar.gz (a K2VV results file: a few MB at most)."""
+    try:
+        with tarfile.open(path, mode="r:*") as tar, tar.extractfile(member) as fh:
+            return fh.read().decode("utf-8", "replace").splitlines()
+    except (tarfile.TarError, OSError, EOFError, KeyError) as err:
+        raise K2vvError(f"{path}: cannot read {member} ({err})") from None
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -3082,18 +3135,29 @@ def build_job(args, provider: Provider | None = None, test_set: TestSet | None =
 
 
 def resolve_baseline(args, job: Job) -> Baseline | None:
-    """--baseline NAME|FILE|official, resolved before anything is read or sent."""
+    """--baseline NAME | FILE | RUN_DIR | official[:NAME], resolved before anything is read or sent."""
     spec = args.baseline
     if not spec:
         return None
-    if spec == "official" and job.test_set.k2vv_results is not None:
-        return Baseline({"name": "official", "source": "k2vv results in the test-set archive"},
-                        answers=k2vv_result_answers(job.test_set.k2vv_results, f"{job.test_set.name}:results"))
-    if os.path.exists(spec) and not os.path.isdir(spec):
-        with open(spec, encoding="utf-8", errors="replace") as fh:
-            answers = k2vv_result_answers(fh, spec)
-        return Baseline({"name": os.path.basename(spec), "source": "k2vv results file"}, answers=answers,
-                        required=True)
+    if spec == "official" or spec.startswith("official:"):
+        test_set = job.test_set
+        member = pick_official_results(test_set.k2vv_results, job.provider.model, spec.partition(":")[2] or None,
+                                       test_set.name)
+        answers = k2vv_result_answers(read_tar_member(test_set.archive, member), f"{test_set.archive}:{member}")
+        return Baseline({"name": "official", "source": "k2vv results in the test-set archive", "file": member},
+                        answers=answers, required=True)
+    if os.sep not in spec and (spec in known_providers(args.providers) or spec.startswith("openrouter:")):
+        base_job = build_job(args, resolve_provider(spec, args.providers), job.test_set)
+        return Baseline({"name": spec, "source": "cache"}, job=base_job)  # a name wins over a directory
+    results = os.path.join(spec, "results.jsonl") if os.path.isdir(spec) else spec
+    if os.path.isdir(spec) and not os.path.exists(results):
+        raise K2vvError(f"--baseline {spec}: a directory without results.jsonl (expected a k2vv or K2VV run directory)")
+    if os.path.exists(results):
+        with open(results, encoding="utf-8", errors="replace") as fh:
+            answers = k2vv_result_answers(fh, results)
+        name = os.path.basename(os.path.normpath(spec)) if os.path.isdir(spec) else os.path.basename(spec)
+        return Baseline({"name": name, "source": "run directory" if os.path.isdir(spec) else "k2vv results file",
+                         "file": results}, answers=answers, required=True)
     base_job = build_job(args, resolve_provider(spec, args.providers), job.test_set)
     return Baseline({"name": spec, "source": "cache"}, job=base_job)
 

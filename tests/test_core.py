@@ -240,7 +240,7 @@ def test_gz_and_official_tarball(tmp_path):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     loaded = k2vv.load_test_set(str(tgz))
-    assert len(loaded.all_cases()) == 299 and loaded.k2vv_results == ["{}"]
+    assert len(loaded.all_cases()) == 299 and loaded.k2vv_results == ("tool-calls/results.jsonl",)
     assert loaded.sha256 == k2vv.sha256_hex(raw)
 
 
