@@ -1862,6 +1862,17 @@ class ResponseCache:
     def set(self, key: str, exchange: dict) -> None:
         self._cache.set(key, canonical_json(exchange))
 
+    def store_many(self, answers: list) -> None:
+        """(key, value bytes) pairs stored in one transaction: one fsync for a batch of answers."""
+        with self._cache.transact():
+            for key, value in answers:
+                self._cache.set(key, value)
+
+    def disconnect(self) -> None:
+        """Close the SQLite connection, keeping the cache usable (diskcache reconnects on next use):
+        what must happen before a fork, so no connection or lock state crosses it."""
+        self._cache.close()
+
     def __contains__(self, key):
         return key in self._cache
 
@@ -2022,7 +2033,7 @@ def resolve_provider(name: str, explicit_file: str | None) -> Provider:
     return Provider(name=name, source=source, **fields)
 
 
-def provider_key(provider: Provider, cli_key: str | None = None) -> str | None:
+def api_key_for(provider: Provider, cli_key: str | None = None) -> str | None:
     """The API key, from --api-key or the provider's environment variable; a required key that is
     missing, or one with spaces or control characters (a CRLF file), stops everything before a
     single request (exit 2). The message names where the key came from, never the key."""
@@ -2056,7 +2067,7 @@ class Transient(Exception):
         self.error_class, self.retry_after, self.status = error_class, retry_after, status
 
 
-class Fatal(Exception):
+class EndpointRefused(Exception):
     """An answer that means the whole run may not work: a refused key, a wrong endpoint, a URL or
     header requests cannot even send. `status` is 0 for setup errors found before any answer."""
     def __init__(self, error_class: str, status: int):
@@ -2064,7 +2075,7 @@ class Fatal(Exception):
         self.error_class, self.status = error_class, status
 
 
-class Final(Exception):
+class NotRetryable(Exception):
     """A failed request that another attempt will not fix (e.g. 402 out of credits, 405): it is
     journaled with the provider's (redacted) reason, never cached, retried by the next run."""
     def __init__(self, error_class: str, text: str):
@@ -2138,7 +2149,7 @@ def client_settings(url: str) -> dict:
 def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, timeout: float,
               secrets: tuple) -> tuple[dict, Parsed | None]:
     """One HTTP attempt -> (final exchange dict, its parsed answer or None for a rejection), or
-    Transient/Fatal/Final. The parse that proves an answer complete is returned, so the runner scores
+    Transient/EndpointRefused/NotRetryable. The parse that proves an answer complete is returned, so the runner scores
     it without parsing it again. The one place where `requests` exceptions become k2vv error classes
     (STYLE §5)."""
     import requests
@@ -2149,7 +2160,7 @@ def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, ti
                             timeout=(min(30.0, timeout), timeout))
     except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
             requests.exceptions.InvalidHeader):
-        raise Fatal("setup", 0) from None  # the message may quote the header value: never keep it
+        raise EndpointRefused("setup", 0) from None  # the message may quote the header value: never keep it
     except requests.exceptions.Timeout:
         raise Transient("timeout") from None
     except requests.exceptions.SSLError:
@@ -2165,12 +2176,12 @@ def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, ti
         if status != 200:
             text = redact(resp.content[:8192].decode("utf-8", "replace"), secrets)
             if status in (401, 403, 404):
-                raise Fatal(f"http_{status}", status)
+                raise EndpointRefused(f"http_{status}", status)
             if status in RETRY_STATUSES or status >= 500:
                 raise Transient(f"http_{status}", parse_retry_after(resp.headers.get("retry-after"), time.time()),
                                 status)
             if status not in REJECT_STATUSES:
-                raise Final(f"http_{status}", text)
+                raise NotRetryable(f"http_{status}", text)
             exchange = {"status": status, "text": text}
         elif stream and "event-stream" in resp.headers.get("content-type", "event-stream"):
             lines = []
@@ -2294,9 +2305,7 @@ class Recorder:
         try:
             answers = [(key, value) for key, value, *_ in entries if value is not None]
             if answers:
-                with self.cache._cache.transact():
-                    for key, value in answers:
-                        self.cache._cache.set(key, value)
+                self.cache.store_many(answers)
             data = b"".join(line for _, _, line, *_ in entries)
             self._fh.write(data)
             self._fh.flush()
@@ -2354,23 +2363,24 @@ FAILURE_FIELDS = ("response", "status", "finish_reason", "tool_calls_valid", "la
 
 def result_line(item: WorkItem, outcome: Outcome, extra_body: dict, failure: dict | None = None) -> str:
     """One results.jsonl line: K2VV's fields (same names and meanings), then k2vv's. `request` is
-    the very bytes that were sent (canonical JSON), spliced in rather than dumped a second time.
+    the very bytes that were sent (canonical JSON), not dumped a second time: the line is the dump
+    of the fields before it, those bytes, and the dump of the fields after it.
     `failure`: a journal record whose FAILURE_FIELDS describe this request's last failed attempt."""
-    record = result_record(item, outcome, extra_body)
+    head, tail = result_fields(item, outcome, extra_body)
     if failure:
-        record.update((k, failure[k]) for k in FAILURE_FIELDS if k in failure)
-    text = json.dumps(record, ensure_ascii=False)
-    return text.replace('"request": null', '"request": ' + item.payload.decode("utf-8"), 1) + "\n"
+        tail.update((k, failure[k]) for k in FAILURE_FIELDS if k in failure)
+    return (json.dumps(head, ensure_ascii=False)[:-1] + ', "request": ' + item.payload.decode("utf-8") + ", "
+            + json.dumps(tail, ensure_ascii=False)[1:] + "\n")
 
 
-def result_record(item: WorkItem, outcome: Outcome, extra_body: dict) -> dict:
-    """result_line as a dict, with `request` left null for result_line to splice in."""
+def result_fields(item: WorkItem, outcome: Outcome, extra_body: dict) -> tuple[dict, dict]:
+    """The fields of a results line before `request` (K2VV's order: data_index) and after it."""
     response = outcome.completion
     if response is None and outcome.response_class != "unanswered":
         response = {"error_type": outcome.error_class, "error_message": outcome.detail or outcome.error_class,
                     "error": None}
-    return {
-        "data_index": item.case.data_index, "request": None, "extra_body": extra_body,
+    return {"data_index": item.case.data_index}, {
+        "extra_body": extra_body,
         "response": response, "status": outcome.status, "finish_reason": outcome.finish_reason,
         "tool_calls_valid": outcome.tool_calls_valid, "last_run_at": outcome.at,
         "duration_ms": int((outcome.timing or {}).get("total_ms") or 0), "hash": k2vv_hash(item.body),
@@ -2393,13 +2403,17 @@ class Runner:
 
     def __init__(self, provider: Provider, api_key: str | None, cache: ResponseCache, journal: Path,
                  *, concurrency: int, timeout: float, retries: int, extra_body: dict,
-                 progress: Callable[[RunState, bool], None] | None = None, seed: int | None = None):
+                 progress: Callable[[RunState, bool], None] | None = None,
+                 notify: Callable[[str], None] | None = None, seed: int | None = None):
+        """`progress(state, final)` is called as answers finish; `notify(text)` with what the user
+        must hear even when progress is off (a stop in progress). The runner prints nothing itself."""
         self.provider, self.cache, self.journal = provider, cache, journal
         self.recorder: Recorder | None = None
         self.client: dict | None = None  # client_settings, read by the first worker (no request, no import)
         self.concurrency, self.timeout, self.retries = concurrency, timeout, retries
         self.extra_body = extra_body
         self.progress = progress or (lambda state, final: None)
+        self.notify = notify or (lambda text: None)
         self.secrets = tuple(s for s in (api_key,) if s)
         self.headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
                         "User-Agent": f"k2vv/{__version__}", **provider.headers}
@@ -2407,7 +2421,7 @@ class Runner:
             self.headers["Authorization"] = f"Bearer {api_key}"
         self.rng = random.Random(seed)
         self.stop = threading.Event()
-        self.fatal: Fatal | None = None
+        self.fatal: EndpointRefused | None = None
         self.crash: BaseException | None = None
         self.refusals = self.in_flight = 0
         self.any_success = False
@@ -2444,10 +2458,10 @@ class Runner:
                                      self.timeout, self.secrets)
                 exchange.update(v=CACHE_VERSION, attempts=attempt, at=utc_now())
                 return exchange, parsed, None, attempt, None
-            except Fatal as err:
+            except EndpointRefused as err:
                 self._refused(err)
                 return None, None, err.error_class, attempt, None
-            except Final as err:
+            except NotRetryable as err:
                 return None, None, err.error_class, attempt, err.text
             except Transient as err:
                 error = err.error_class
@@ -2458,7 +2472,7 @@ class Runner:
                 self.stop.wait(backoff_delay(attempt, err.retry_after, self.rng))
         return None, None, error, self.retries + 1, None
 
-    def _refused(self, err: Fatal) -> None:
+    def _refused(self, err: EndpointRefused) -> None:
         """Stop the run when the provider refuses it before any success: at once for a bad key (401)
         or a URL/header that cannot be sent; after a few 403/404s (one 403 may be moderation)."""
         with self._lock:
@@ -2556,8 +2570,8 @@ class Runner:
         except BaseException as err:  # Ctrl-C, or the items could not be read: stop cleanly either way
             self.stop.set()
             if isinstance(err, KeyboardInterrupt):
-                print(f"\nk2vv: stopping: waiting for {self.in_flight} requests in flight "
-                      "(Ctrl-C again to abandon them)", file=sys.stderr)
+                self.notify(f"stopping: waiting for {self.in_flight} requests in flight "
+                            "(Ctrl-C again to abandon them)")
             try:
                 while True:  # drop what was queued, then let every worker see the end
                     todo.get_nowait()
@@ -2799,7 +2813,7 @@ def fold_in_processes(job: Job, cache: ResponseCache, baseline: Baseline | None,
     cache damage comes back as data; a process that dies is an error, never a partial summary."""
     import multiprocessing
     context = multiprocessing.get_context("fork")
-    cache._cache.close()  # no SQLite connection or lock state crosses the fork (diskcache reopens lazily)
+    cache.disconnect()
     workers = []
     try:
         for rank in range(processes):
@@ -2868,8 +2882,9 @@ class JournalReader:
     wrote for each answer fetched in this run (`fresh`, Recorder.fresh: ordinal -> offset, length
     and case_facts; its other counters in `tally`), and the newest line of each request that failed (what results.jsonl reports for a
     request with no answer; K2VV dedups the same way). Only offsets are read from the file, so a
-    long journal costs no memory; success lines, and lines a rewrite wrote for requests never sent,
-    are skipped unparsed (json.dumps writes `"status": "failed"` exactly so)."""
+    long journal costs no memory. Only lines holding the bytes `"status": "failed"` (json.dumps writes
+    a failed line's status exactly so) are parsed, and the parsed fields decide: success lines are
+    skipped unparsed, and so are lines a rewrite wrote for requests never sent (`unanswered`)."""
 
     def __init__(self, path: Path, recorder: Recorder | None = None):
         self.fresh = recorder.fresh if recorder else {}
@@ -2878,12 +2893,13 @@ class JournalReader:
         self._fh = open(path, "rb") if path.exists() else None
         offset = 0
         for raw in self._fh or ():
-            if b'"status": "failed"' in raw and b'"response_class": "unanswered"' not in raw:
+            if b'"status": "failed"' in raw:  # necessary, not sufficient: the parsed line decides
                 try:
                     rec = json.loads(raw)
                 except ValueError:
                     rec = None  # a line cut by a crash: the cache has what matters
-                if isinstance(rec, dict) and rec.get("status") == "failed" and isinstance(rec.get("cache_key"), str):
+                if isinstance(rec, dict) and rec.get("status") == "failed" \
+                        and rec.get("response_class") != "unanswered" and isinstance(rec.get("cache_key"), str):
                     self.failures[rec["cache_key"]] = offset
             offset += len(raw)
 
@@ -3004,7 +3020,7 @@ def _fmt(x, digits=4):
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
-def _fmt_ci(ci):
+def _ci_text(ci):
     return "" if not ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
@@ -3035,13 +3051,13 @@ def render_summary(summary: dict) -> str:
     lines.append(f"answered        {summary['success_count']}/{total}" + (f"  ({missing})" if missing else ""))
     lines.append(f"finish_reason   tool_calls {summary['finish_tool_calls']} · stop {summary['finish_stop']} · "
                  f"others {summary['finish_others']}" + (f" {summary['finish_others_detail']}" if summary['finish_others'] else ""))
-    lines.append(f"schema_accuracy {_fmt(summary['schema_accuracy'])}{_fmt_ci(summary['schema_accuracy_ci'])}  "
+    lines.append(f"schema_accuracy {_fmt(summary['schema_accuracy'])}{_ci_text(summary['schema_accuracy_ci'])}  "
                  f"({summary['successful_tool_call_count']} valid / "
                  f"{summary['successful_tool_call_count'] + summary['schema_validation_error_count']} triggered; "
                  f"empty_tool_calls {responses['empty_tool_calls']}, unscored {responses['unscored']})")
     base = summary.get("baseline")
     if base:
-        lines.append(f"tool_call_f1    {_fmt(base['f1'])}{_fmt_ci(base['f1_ci'])}  precision {_fmt(base['precision'], 3)} "
+        lines.append(f"tool_call_f1    {_fmt(base['f1'])}{_ci_text(base['f1_ci'])}  precision {_fmt(base['precision'], 3)} "
                      f"recall {_fmt(base['recall'], 3)}  TP {base['TP']} FP {base['FP']} FN {base['FN']} TN {base['TN']}  "
                      f"coverage {_fmt(base['coverage'], 3)}  vs {base.get('name', 'baseline')}")
     calls = {k: v for k, v in summary["classes"]["calls"].items() if v and k != "valid"}
@@ -3210,7 +3226,7 @@ def cmd_run(args) -> int:
         raise K2vvError("--use_raw_completions/--tokenizer-model are K2VV's raw /v1/completions mode, which k2vv "
                         "does not support: it verifies the chat-completions API (drop the flag)")
     job = build_job(args)
-    api_key = provider_key(job.provider, args.api_key)
+    api_key = api_key_for(job.provider, args.api_key)
     if not api_key and job.provider.api_key_env:
         print(f"k2vv: note: {job.provider.api_key_env} is not set; sending without an API key", file=sys.stderr)
     concurrency = args.concurrency or job.provider.concurrency or 5
@@ -3221,7 +3237,8 @@ def cmd_run(args) -> int:
         job.out_dir.mkdir(parents=True, exist_ok=True)
         runner = Runner(job.provider, api_key, cache, job.results_path, concurrency=concurrency, timeout=timeout,
                         retries=args.retries, extra_body=job.extra_body,
-                        progress=None if args.quiet else _progress_printer())
+                        progress=None if args.quiet else _progress_printer(),
+                        notify=lambda text: print(f"\nk2vv: {text}", file=sys.stderr, flush=True))
         interrupted = False
         try:
             runner.run(cache_misses(job, cache, runner, args.refresh, total), total)

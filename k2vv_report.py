@@ -158,7 +158,7 @@ def _frac(x, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
-def _frac_ci(ci) -> str:
+def _ci_text(ci) -> str:
     return "" if not ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
@@ -175,7 +175,7 @@ def _f1_text(row: dict, pct: bool = True) -> str:
     if row["tool_call_f1"] is None:
         return "- (baseline)" if row["is_baseline"] else "-"
     return _pct(row["tool_call_f1"]) + _pct_ci(row["f1_ci"]) if pct else \
-        _frac(row["tool_call_f1"]) + _frac_ci(row["f1_ci"])
+        _frac(row["tool_call_f1"]) + _ci_text(row["f1_ci"])
 
 
 def _thresholds_text(t: dict) -> str:
@@ -217,7 +217,7 @@ def render_report_table(report: dict) -> str:
     right = (False, False, True, False, True, True, False)
     table = [header] + [(
         _fit(_plain(row["provider"]), 28), _f1_text(row, pct=False), str(row["count_finish_reason_tool_calls"]),
-        _frac(row["schema_accuracy"]) + _frac_ci(row["schema_accuracy_ci"]), _frac(row["coverage"]),
+        _frac(row["schema_accuracy"]) + _ci_text(row["schema_accuracy_ci"]), _frac(row["coverage"]),
         str(row["retries"]), row["verdict"]["status"].upper()) for row in report["rows"]]
     widths = [max(_cols(line[i]) for line in table) for i in range(len(header))]
     for line in table:
