@@ -62,6 +62,7 @@ __all__ = [
 # ==== 0. constants and errors ==================================================================
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_INTERNAL = 70  # a bug in k2vv (sysexits EX_SOFTWARE): never 1, which CI reads as "the provider failed"
 
 # Statuses worth another attempt (DESIGN §7). 529 is Anthropic-style "overloaded", seen at gateways.
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
@@ -3208,7 +3209,9 @@ def _progress_printer(stream=None):
 
 
 def resume_command(argv: list, api_key: str | None) -> str:
-    """The command line to run again, quoted, without --api-key and its value (never print a secret)."""
+    """The command line to run again, quoted: without --api-key and its value, with a URL's
+    user:password@ and query removed, and any other argument that holds the key's value with the
+    key masked (so the line is still a command). Never prints a secret."""
     import shlex
     kept, skip = [], False
     for arg in argv or []:
@@ -3216,9 +3219,35 @@ def resume_command(argv: list, api_key: str | None) -> str:
             skip = False
         elif arg == "--api-key":
             skip = True
-        elif not arg.startswith("--api-key=") and not (api_key and api_key in arg):
-            kept.append(arg)
+        elif not arg.startswith("--api-key="):
+            if re.match(r"(--[\w-]+=)?\w+://", arg):
+                flag, _, url = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
+                arg = (flag + "=" if flag else "") + _public_url(url)
+            kept.append(redact_secret(arg, api_key))
     return shlex.join(["k2vv"] + kept)
+
+
+def redact_secret(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def crash_report(err: BaseException, secrets: Iterable[str]) -> str:
+    """Write the traceback of a bug to a file, secrets masked; return the file's path."""
+    import tempfile
+    import traceback
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    for secret in secrets:
+        text = redact_secret(text, secret)
+    fd, path = tempfile.mkstemp(prefix="k2vv-crash-", suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as fh:
+        fh.write(f"k2vv {__version__} on Python {sys.version.split()[0]}\n{text}")
+    return path
+
+
+def known_secrets(args) -> list[str]:
+    """Every value that may be a key: --api-key and every *_API_KEY variable in the environment."""
+    found = [getattr(args, "api_key", None)] + [v for k, v in os.environ.items() if k.upper().endswith("_API_KEY")]
+    return sorted({s for s in found if s and len(s) >= 4}, key=len, reverse=True)
 
 
 def cmd_run(args) -> int:
@@ -3588,6 +3617,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_PASS
+    except Exception as err:  # noqa: BLE001 - a bug in k2vv: one line, the traceback in a file, exit 70
+        secrets = known_secrets(args)
+        try:
+            where = crash_report(err, secrets)
+        except OSError as write_err:
+            where = f"(could not be written: {write_err.strerror or write_err})"
+        what = redact_secret(str(err).splitlines()[0][:200] if str(err) else "", secrets[0] if secrets else None)
+        for secret in secrets[1:]:
+            what = redact_secret(what, secret)
+        print(f"k2vv: internal error (a bug in k2vv, not the provider's fault): {type(err).__name__}"
+              f"{': ' + what if what else ''}; traceback in {where}", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -529,7 +529,7 @@ def test_no_baseline_is_inconclusive_unless_f1_is_waived():
 def test_abbreviated_flags_are_refused_so_a_key_cannot_slip_into_a_resume_line(argv):
     with pytest.raises(SystemExit):
         k2vv.main(["run", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", *argv])
-    assert k2vv.resume_command(["run", "--api-key", "KEY", "--x", "KEY2KEY"], "KEY") == "k2vv run --x"
+    assert k2vv.resume_command(["run", "--api-key", "KEY", "--x", "KEY2KEY"], "KEY") == "k2vv run --x '***2***'"
 
 
 def test_odd_history_shapes_never_crash_normalization_or_lint():
