@@ -41,6 +41,7 @@ import math
 import os
 import random
 import re
+import socket
 import stat
 import tarfile
 import threading
@@ -70,9 +71,13 @@ RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 REJECT_STATUSES = frozenset({400, 413, 422})
 # Keys a test-set line may carry for k2vv only; never sent (DESIGN §3).
 K2VV_ONLY_KEYS = ("id", "expected", "k2vv")
+# Keys each test-set line brings: what makes one case differ from another, never overridden.
+CASE_KEYS = frozenset(("messages", "tools"))
 # finish_reason values of the OpenAI API; anything else is a conformance finding.
 STANDARD_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 REQUEST_TIME_CAP = 900.0  # seconds one request may take over all its attempts (a persistent 429 ends)
+MAX_ANSWER_BYTES = 16 * 2 ** 20  # one answer's body, decoded: more is `too_large`, never held in memory
+READ_SIZE = 65536  # bytes asked of the socket at a time
 CACHE_VERSION = 1  # of the cached exchange value; another version is cache damage and is refetched
 # Response classes that mean "the provider answered" (K2VV status == success).
 ANSWERED = frozenset({"valid", "invalid", "empty_tool_calls", "unscored", "no_call"})
@@ -280,19 +285,60 @@ def is_blank(raw: bytes) -> bool:
     return text[0] not in _JSON_FIRST_BYTES and not raw.decode("utf-8", errors="replace").strip()
 
 
+MAX_JSON_DEPTH = 200  # deeper JSON is refused when read, so nothing after it can hit Python's recursion limit
+
+
+class UnreadableJson(ValueError):
+    """JSON k2vv will not hold: nested deeper than MAX_JSON_DEPTH, or a number too long to read."""
+
+
+def read_json(text, **hooks):
+    """json.loads for bytes k2vv did not write (a vendor's, a user's, a borrowed cache's): every way
+    it can fail is a ValueError (JSONDecodeError, or UnreadableJson for what Python's json raises as
+    RecursionError or, for a 5,000-digit integer, a bare ValueError), and nothing deeper than
+    MAX_JSON_DEPTH comes back."""
+    try:
+        value = json.loads(text, **hooks)
+    except RecursionError:
+        raise UnreadableJson(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as err:  # the int-string limit (CVE-2020-10735)
+        raise UnreadableJson(f"a number too long to read: {str(err).split(';')[0]}") from None
+    if len(text) > 2 * MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+        raise UnreadableJson(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _deeper_than(value, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
 def json_lines(lines: Iterable[bytes | str], path: str, errors: list):
     """(physical line number, value) for each non-blank JSONL line; a line that is not JSON becomes
     an InputError in `errors` instead, so a caller can report every bad line at once."""
     for number, raw in enumerate(lines, 1):
-        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as err:
+            errors.append(InputError(path, number, f"not UTF-8 at byte {err.start + 1}",
+                                     "test sets are UTF-8 JSON; nothing is repaired silently"))
+            continue
         if not text.strip():
             continue
         try:
-            yield number, json.loads(text)
+            yield number, read_json(text)
+        except UnreadableJson as err:
+            errors.append(InputError(path, number, f"cannot be read: {err}"))
         except json.JSONDecodeError as err:
             errors.append(InputError(path, number, f"not JSON: {err.msg} at column {err.colno}"))
-        except RecursionError:
-            errors.append(InputError(path, number, "nested too deeply to read", "at most ~900 levels"))
 
 
 def duplicate_id(path: str, number: int, own_id: str, first: int) -> InputError:
@@ -504,8 +550,8 @@ def reassemble_stream(sse_lines: list[str]) -> Parsed:
             done = True
             continue
         try:
-            chunk = json.loads(payload)
-        except (ValueError, TypeError, RecursionError):
+            chunk = read_json(payload)
+        except (ValueError, TypeError):
             chunk = None
         if not isinstance(chunk, dict):
             findings.append("bad_chunk")
@@ -1000,11 +1046,13 @@ def parse_arguments(text: str):
     if text == "":
         return None, ("invalid_json", "arguments are an empty string")
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys), None
+        return read_json(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys), None
     except _NonStandard as err:
         return None, ("non_standard_json", str(err))
-    except (json.JSONDecodeError, RecursionError) as err:
-        return None, ("invalid_json", f"{getattr(err, 'msg', 'too deep')} at char {getattr(err, 'pos', 0)}")
+    except UnreadableJson as err:  # JSON, but beyond what parsers interoperate on (RFC 8259 §6, §9)
+        return None, ("non_standard_json", str(err))
+    except json.JSONDecodeError as err:
+        return None, ("invalid_json", f"{err.msg} at char {err.pos}")
 
 
 def tools_by_name(body: dict) -> dict:
@@ -1852,7 +1900,7 @@ class ResponseCache:
         if raw is None:
             return None
         try:
-            value = json.loads(raw)
+            value = read_json(raw)
             if not isinstance(value, dict) or value.get("v") != CACHE_VERSION or "status" not in value:
                 raise CacheDamage(f"unknown cache entry version {value.get('v') if isinstance(value, dict) else '?'}")
             return value
@@ -2107,12 +2155,21 @@ def backoff_delay(attempt: int, retry_after: float | None, rng: random.Random,
     return rng.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Provider text with any secret and anything shaped like a key masked, cut to 2,000 chars."""
+def redact(text: str, secrets: Iterable[str], limit: int = 2000) -> str:
+    """Provider text with any secret and anything shaped like a key masked, cut to `limit` chars."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    return re.sub(r"\b(sk|pk|rk|key)-[A-Za-z0-9_\-]{8,}", r"\1-***", text)[:2000]
+    return re.sub(r"\b(sk|pk|rk|key)-[A-Za-z0-9_\-]{8,}", r"\1-***", text)[:limit]
+
+
+def redact_bytes(data: bytes, secrets: Iterable) -> bytes:
+    """`data` with every secret (str or UTF-8 bytes) replaced by `***`: what a vendor echoes of the
+    key never reaches the cache, the results or the summary."""
+    for secret in secrets:
+        if secret:
+            data = data.replace(secret.encode("utf-8") if isinstance(secret, str) else secret, b"***")
+    return data
 
 
 def iter_sse_payloads(lines: Iterable[bytes]):
@@ -2147,76 +2204,273 @@ def client_settings(url: str) -> dict:
     return {"proxies": env["proxies"], "verify": env["verify"]}
 
 
+class Attempt:
+    """One HTTP attempt's deadline and, once connected, its socket. `expire` (the Deadlines
+    thread) shuts the socket down, so a read blocked on a vendor that trickles bytes or sends
+    nothing returns at once; the attempt then fails as `timeout`."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.expired = self.finished = False
+        self._sock = None
+        self._lock = threading.Lock()
+
+    def bind(self, sock) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                _shut(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            if not self.finished:
+                self.expired = True
+                _shut(self._sock)
+
+    def finish(self) -> None:
+        with self._lock:
+            self.finished, self._sock = True, None
+
+
+def _shut(sock) -> None:
+    """Shut a socket down under whatever reads it (the plain socket's own shutdown: an SSL
+    socket's would tear down TLS state another thread is using)."""
+    if sock is not None:
+        with contextlib.suppress(OSError, ValueError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class Deadlines:
+    """One thread that expires attempts at their deadlines (`--timeout` bounds the whole answer:
+    headers, body, every stream, keep-alive comments included; a per-read timeout alone lets a
+    vendor that sends a byte now and then hold a request for ever). It runs while attempts are in
+    flight and ends when none is: O(in flight) work per wake-up."""
+
+    def __init__(self):
+        self._active: set = set()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def watching(self, attempt: Attempt):
+        with self._cond:
+            self._active.add(attempt)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="k2vv-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        try:
+            yield attempt
+        finally:
+            attempt.finish()
+            with self._cond:
+                self._active.discard(attempt)
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._active:
+                    self._thread = None
+                    return
+                first = min(self._active, key=lambda a: a.deadline)
+                wait = first.deadline - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                self._active.discard(first)
+            first.expire()
+
+
+_ATTEMPT = threading.local()  # the attempt the current thread is making: its connection binds to it
+_ADAPTER_CLASS = None
+
+
+def bounded_adapter():
+    """A requests adapter whose connections hand their socket to the current thread's Attempt, on
+    connect and on every request (a kept-alive connection is reused without connecting)."""
+    global _ADAPTER_CLASS
+    if _ADAPTER_CLASS is not None:
+        return _ADAPTER_CLASS()
+    import requests.adapters
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    def bind(sock):
+        attempt = getattr(_ATTEMPT, "current", None)
+        if attempt is not None and sock is not None:
+            attempt.bind(sock)
+
+    class Bound:
+        def connect(self):
+            super().connect()
+            bind(self.sock)
+
+        def request(self, *args, **kwargs):
+            bind(self.sock)
+            return super().request(*args, **kwargs)
+
+    pools = {"http": type("BoundHTTPPool", (HTTPConnectionPool,),
+                          {"ConnectionCls": type("BoundHTTPConnection", (Bound, HTTPConnection), {})}),
+             "https": type("BoundHTTPSPool", (HTTPSConnectionPool,),
+                           {"ConnectionCls": type("BoundHTTPSConnection", (Bound, HTTPSConnection), {})})}
+
+    class BoundedAdapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = pools
+
+        def proxy_manager_for(self, proxy, **kwargs):
+            manager = super().proxy_manager_for(proxy, **kwargs)
+            manager.pool_classes_by_scheme = pools
+            return manager
+
+    _ADAPTER_CLASS = BoundedAdapter
+    return BoundedAdapter()
+
+
+class TooLarge(Exception):
+    pass
+
+
+def body_chunks(resp, cap: int):
+    """The decoded body as it arrives (a chunk as soon as the socket has one, chunked or not: time
+    to first byte is the first byte), never more than `cap` bytes in all."""
+    raw = resp.raw
+    if raw.chunked and raw.supports_chunked_reads():
+        source = raw.read_chunked(READ_SIZE, decode_content=True)
+    else:
+        source = iter(lambda: raw.read1(READ_SIZE, decode_content=True), b"")
+    total = 0
+    for chunk in source:
+        total += len(chunk)
+        if total > cap:
+            raise TooLarge(total)
+        if chunk:
+            yield chunk
+
+
+def split_lines(chunks):
+    """Lines (without their \\n) of a byte stream that arrives in arbitrary chunks."""
+    rest = b""
+    for chunk in chunks:
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        yield rest
+
+
 def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, timeout: float,
-              secrets: tuple) -> tuple[dict, Parsed | None]:
+              secrets: tuple, deadlines: Deadlines, cap: int = MAX_ANSWER_BYTES) -> tuple[dict, Parsed | None]:
     """One HTTP attempt -> (final exchange dict, its parsed answer or None for a rejection), or
-    Transient/EndpointRefused/NotRetryable. The parse that proves an answer complete is returned, so the runner scores
-    it without parsing it again. The one place where `requests` exceptions become k2vv error classes
-    (STYLE §5)."""
-    import requests
+    Transient/EndpointRefused/NotRetryable. The parse that proves an answer complete is returned, so
+    the runner scores it without parsing it again. The one place where `requests` and socket
+    exceptions become k2vv error classes (STYLE §5). Bounded: `timeout` seconds for the whole
+    answer (Deadlines), `cap` bytes of body (`too_large`)."""
     started = time.monotonic()
-    deadline = started + timeout
-    try:
-        resp = session.post(url, data=payload, headers=headers, stream=True,
-                            timeout=(min(30.0, timeout), timeout))
-    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
-            requests.exceptions.InvalidHeader):
-        raise EndpointRefused("setup", 0) from None  # the message may quote the header value: never keep it
-    except requests.exceptions.Timeout:
-        raise Transient("timeout") from None
-    except requests.exceptions.SSLError:
-        raise Transient("tls_error") from None
-    except requests.exceptions.ConnectionError:
-        raise Transient("connection_error") from None
-    except requests.exceptions.RequestException as err:
-        raise Transient(type(err).__name__.lower()) from None
-    kept = {k: resp.headers[k] for k in _KEPT_HEADERS if k in resp.headers}
-    status = resp.status_code
-    try:
-        ttfb = parsed = None
-        if status != 200:
-            text = redact(resp.content[:8192].decode("utf-8", "replace"), secrets)
-            if status in (401, 403, 404):
-                raise EndpointRefused(f"http_{status}", status)
-            if status in RETRY_STATUSES or status >= 500:
-                raise Transient(f"http_{status}", parse_retry_after(resp.headers.get("retry-after"), time.time()),
-                                status)
-            if status not in REJECT_STATUSES:
-                raise NotRetryable(f"http_{status}", text)
-            exchange = {"status": status, "text": text}
-        elif stream and "event-stream" in resp.headers.get("content-type", "event-stream"):
-            lines = []
-            for payload_line in iter_sse_payloads(resp.iter_lines(chunk_size=None, delimiter=b"\n")):
-                if ttfb is None:
-                    ttfb = time.monotonic()
-                lines.append(payload_line)
-                if time.monotonic() > deadline:
-                    raise Transient("timeout")
-            exchange, parsed = {"status": 200, "sse_lines": lines}, reassemble_stream(lines)
-            if not parsed.complete:
-                raise Transient("truncated")
-        else:
-            raw = resp.content
-            ttfb = time.monotonic()
-            try:
-                body = json.loads(raw, object_pairs_hook=sorted_object)
-            except ValueError:
-                raise Transient("bad_body") from None
-            exchange, parsed = {"status": 200, "body": body}, parse_completion(body)
-            if not parsed.complete:
-                raise Transient("bad_body")
-    except requests.exceptions.Timeout:
-        raise Transient("timeout") from None
-    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError,
-            requests.exceptions.ContentDecodingError):
-        raise Transient("body_cut") from None
-    finally:
-        resp.close()
+    with deadlines.watching(Attempt(started + timeout)) as attempt:
+        exchange, parsed, kept, ttfb = _attempt(session, url, payload, headers, stream, secrets, cap, timeout,
+                                                attempt)
     done = time.monotonic()
     exchange["headers"] = kept
     exchange["timing"] = {"ttfb_ms": round(((ttfb or done) - started) * 1000, 1),
                           "total_ms": round((done - started) * 1000, 1)}
     return exchange, parsed
+
+
+def _attempt(session, url, payload, headers, stream, secrets, cap, timeout, attempt):
+    """send_once's attempt, inside its deadline: (exchange, parsed, kept headers, time of first byte)."""
+    import http.client
+    import requests
+    import urllib3
+    _ATTEMPT.current = attempt
+    ttfb = None
+    try:
+        try:
+            resp = session.post(url, data=payload, headers=headers, stream=True,
+                                timeout=(min(30.0, timeout), timeout))
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader):
+            raise EndpointRefused("setup", 0) from None  # the message may quote the header value: never keep it
+        try:
+            kept = {k: redact(resp.headers[k], secrets, 500) for k in _KEPT_HEADERS if k in resp.headers}
+            status = resp.status_code
+            if status != 200:
+                head = b""
+                for chunk in body_chunks(resp, cap):
+                    head += chunk
+                    if len(head) >= 8192:
+                        break
+                text = redact(head[:8192].decode("utf-8", "replace"), secrets)
+                if status in (401, 403, 404):
+                    raise EndpointRefused(f"http_{status}", status)
+                if status in RETRY_STATUSES or status >= 500:
+                    raise Transient(f"http_{status}", parse_retry_after(resp.headers.get("retry-after"), time.time()),
+                                    status)
+                if status not in REJECT_STATUSES:
+                    raise NotRetryable(f"http_{status}", text)
+                exchange, parsed = {"status": status, "text": text}, None
+            else:
+                chunks = []
+                for chunk in body_chunks(resp, cap):
+                    ttfb = ttfb or time.monotonic()
+                    chunks.append(chunk)
+                data = redact_bytes(b"".join(chunks), secrets)
+                del chunks
+                if stream and "event-stream" in resp.headers.get("content-type", "event-stream"):
+                    lines = list(iter_sse_payloads(split_lines((data,))))
+                    exchange, parsed = {"status": 200, "sse_lines": lines}, reassemble_stream(lines)
+                    if not parsed.complete:
+                        raise Transient("truncated")
+                else:
+                    body = loads_vendor_json(data)
+                    if body is None:
+                        raise Transient("bad_body")
+                    exchange, parsed = {"status": 200, "body": body}, parse_completion(body)
+                    if not parsed.complete:
+                        raise Transient("bad_body")
+        finally:
+            resp.close()
+    except (Transient, EndpointRefused, NotRetryable):
+        if attempt.expired:  # whatever the cut-off answer looked like, it was cut off by its deadline
+            raise Transient("timeout") from None
+        raise
+    except TooLarge:
+        raise Transient("too_large") from None
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException,
+            OSError, ValueError) as err:
+        if attempt.expired:
+            raise Transient("timeout") from None
+        raise Transient(transport_error_class(err)) from None
+    finally:
+        _ATTEMPT.current = None
+    if attempt.expired:  # it expired just as the answer completed: the answer is late
+        raise Transient("timeout")
+    return exchange, parsed, kept, ttfb
+
+
+def loads_vendor_json(data: bytes):
+    """A vendor's JSON body, or None when it is not one k2vv will hold (not JSON, not UTF-8, too deep)."""
+    try:
+        return read_json(data, object_pairs_hook=sorted_object)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def transport_error_class(err: Exception) -> str:
+    """The error class of a failed attempt, from whatever requests, urllib3 or the socket raised."""
+    import requests
+    import urllib3
+    text = repr(err)
+    if isinstance(err, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
+        return "timeout"
+    if isinstance(err, requests.exceptions.SSLError) or "SSLError" in text or "CERTIFICATE" in text:
+        return "tls_error"
+    if isinstance(err, requests.exceptions.ConnectionError) and not isinstance(
+            err, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+        return "connection_error"
+    return "body_cut"
 
 
 @dataclass(slots=True)
@@ -2257,10 +2511,12 @@ class Recorder:
 
     BATCH = 64  # answers stored per transaction at most; also the queue's bound (~5 KB an entry)
 
-    def __init__(self, cache: ResponseCache, journal: Path, on_error: Callable[[BaseException], None]):
+    def __init__(self, cache: ResponseCache, journal: Path, on_error: Callable[[BaseException], None],
+                 secrets: tuple = ()):
         import queue
         journal.parent.mkdir(parents=True, exist_ok=True)
         self.cache, self.on_error = cache, on_error
+        self.secrets = tuple(s.encode("utf-8") for s in secrets)
         self.error: BaseException | None = None
         self.fresh: dict[int, tuple[int, int, tuple]] = {}  # ordinal -> (offset, length, case_facts)
         self.tally = Tally()  # add_answer of every fresh answer
@@ -2275,8 +2531,9 @@ class Recorder:
     def put(self, item: WorkItem, exchange: dict | None, outcome: Outcome, line: str) -> None:
         """Store `exchange` (None: a failure, journaled but never cached) and journal `line`."""
         import queue
-        entry = (item.key, None if exchange is None else canonical_json(exchange), line.encode("utf-8"),
-                 item.ordinal, None if exchange is None else outcome)
+        # The last guard of secrecy: whatever a vendor echoed, in whatever JSON escaping, is bytes here.
+        entry = (item.key, None if exchange is None else redact_bytes(canonical_json(exchange), self.secrets),
+                 redact_bytes(line.encode("utf-8"), self.secrets), item.ordinal, None if exchange is None else outcome)
         while not self._closed.is_set():  # a worker abandoned by a second Ctrl-C finishing late: dropped
             try:
                 self._queue.put(entry, timeout=0.2)
@@ -2405,7 +2662,8 @@ class Runner:
     def __init__(self, provider: Provider, api_key: str | None, cache: ResponseCache, journal: Path,
                  *, concurrency: int, timeout: float, retries: int, extra_body: dict,
                  progress: Callable[[RunState, bool], None] | None = None,
-                 notify: Callable[[str], None] | None = None, seed: int | None = None):
+                 notify: Callable[[str], None] | None = None, seed: int | None = None,
+                 max_answer_bytes: int = MAX_ANSWER_BYTES):
         """`progress(state, final)` is called as answers finish; `notify(text)` with what the user
         must hear even when progress is off (a stop in progress). The runner prints nothing itself."""
         self.provider, self.cache, self.journal = provider, cache, journal
@@ -2415,6 +2673,7 @@ class Runner:
         self.extra_body = extra_body
         self.progress = progress or (lambda state, final: None)
         self.notify = notify or (lambda text: None)
+        self.deadlines, self.max_answer_bytes = Deadlines(), max_answer_bytes
         self.secrets = tuple(s for s in (api_key,) if s)
         self.headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
                         "User-Agent": f"k2vv/{__version__}", **provider.headers}
@@ -2437,6 +2696,9 @@ class Runner:
             with self._lock:
                 self.client = self.client or client_settings(self.provider.url)
             session = self._local.session = requests.Session()
+            adapter = bounded_adapter()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
             session.trust_env = False  # read once, in client_settings
             session.proxies.update(self.client["proxies"])
             session.verify = self.client["verify"]
@@ -2456,7 +2718,7 @@ class Runner:
                 self.state.sent += 1
             try:
                 exchange, parsed = send_once(self._session(), self.provider.url, payload, self.headers, stream,
-                                     self.timeout, self.secrets)
+                                             self.timeout, self.secrets, self.deadlines, self.max_answer_bytes)
                 exchange.update(v=CACHE_VERSION, attempts=attempt, at=utc_now())
                 return exchange, parsed, None, attempt, None
             except EndpointRefused as err:
@@ -2541,7 +2803,7 @@ class Runner:
         threads end with the process)."""
         import queue
         self.state = RunState(total=total, started=time.monotonic())
-        self.recorder = Recorder(self.cache, self.journal, self._crashed)
+        self.recorder = Recorder(self.cache, self.journal, self._crashed, self.secrets)
         todo = queue.Queue(maxsize=self.concurrency * 2)
         workers = [threading.Thread(target=self._worker, args=(todo,), daemon=True, name=f"k2vv-{i}")
                    for i in range(self.concurrency)]
@@ -2896,8 +3158,8 @@ class JournalReader:
         for raw in self._fh or ():
             if b'"status": "failed"' in raw:  # necessary, not sufficient: the parsed line decides
                 try:
-                    rec = json.loads(raw)
-                except ValueError:
+                    rec = read_json(raw)
+                except (ValueError, UnicodeDecodeError):
                     rec = None  # a line cut by a crash: the cache has what matters
                 if isinstance(rec, dict) and rec.get("status") == "failed" \
                         and rec.get("response_class") != "unanswered" and isinstance(rec.get("cache_key"), str):
@@ -3100,12 +3362,18 @@ def _extra_body_arg(text: str | None) -> dict:
     if not text:
         return {}
     try:
-        value = json.loads(text)
+        value = read_json(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as err:
         raise K2vvError(f"--extra-body is not JSON: {err.msg} at column {err.colno} "
                         "(expected an object such as '{\"top_k\": 1}')") from None
+    except (ValueError, _NonStandard) as err:
+        raise K2vvError(f"--extra-body is not standard JSON: {err}") from None
     if not isinstance(value, dict):
         raise K2vvError(f"--extra-body is {_json_type(value)} (expected a JSON object)")
+    owned = sorted(k for k in value if k in CASE_KEYS)
+    if owned:
+        raise K2vvError(f"--extra-body sets {', '.join(owned)}, which each test-set line brings itself "
+                        "(extra_body adds to every request; it cannot replace the cases)")
     return value
 
 
@@ -3265,7 +3533,7 @@ def cmd_run(args) -> int:
     with open_cache(job.cache_dir) as cache:
         job.out_dir.mkdir(parents=True, exist_ok=True)
         runner = Runner(job.provider, api_key, cache, job.results_path, concurrency=concurrency, timeout=timeout,
-                        retries=args.retries, extra_body=job.extra_body,
+                        retries=args.retries, extra_body=job.extra_body, max_answer_bytes=args.max_answer_bytes,
                         progress=None if args.quiet else _progress_printer(),
                         notify=lambda text: print(f"\nk2vv: {text}", file=sys.stderr, flush=True))
         interrupted = False
@@ -3524,7 +3792,11 @@ def _add_job_args(p: argparse.ArgumentParser, network: bool) -> None:
     else:
         p.add_argument("--api-key", help="API key (discouraged: visible in `ps`; use the provider's env variable)")
         p.add_argument("--concurrency", type=int, help="parallel requests (default: provider's or 5)")
-        p.add_argument("--timeout", type=float, help="seconds per request (default 600)")
+        p.add_argument("--timeout", type=float, help="seconds one attempt's whole answer may take: headers, body, "
+                       "stream (default 600)")
+        p.add_argument("--max-answer-bytes", type=int, default=MAX_ANSWER_BYTES, metavar="N",
+                       help="largest answer body held in memory; more is the attempt's failure `too_large` "
+                       "(default 16 MiB)")
         p.add_argument("--retries", type=int, default=6, help="retries after the first attempt (default 6)")
         p.add_argument("--incremental", action="store_true", help="accepted for K2VV; k2vv is always incremental")
         p.add_argument("--refresh", action="store_true", help="ignore cached answers and ask again")
@@ -3537,7 +3809,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="k2vv", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="exit codes: 0 pass · 1 fail · 2 usage/input/setup error · "
-                                            "3 inconclusive or incomplete · 130 interrupted")
+                                            "3 inconclusive or incomplete · 70 internal error (a bug in k2vv) · "
+                                            "130 interrupted")
     parser.add_argument("--version", action="store_true", help="print the version and the bundled dataset's sha256")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -3598,6 +3871,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--concurrency must be at least 1")
     if getattr(args, "jobs", None) is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if getattr(args, "max_answer_bytes", MAX_ANSWER_BYTES) < 1024:
+        parser.error("--max-answer-bytes must be at least 1024")
     if getattr(args, "retries", 0) < 0:
         parser.error("--retries must be 0 or more")
     if getattr(args, "timeout", None) is not None and not args.timeout > 0:

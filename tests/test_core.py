@@ -222,7 +222,7 @@ def test_every_bad_line_is_reported_before_anything(tmp_path, capsys):
     err = capsys.readouterr().err
     for needle in [f"{bad}:2: not JSON", f"{bad}:3: the line is an array", f"{bad}:4: messages is a string",
                    f"{bad}:5: tools[0].function.parameters is a string (expected a JSON Schema object)",
-                   f"{bad}:7: id 'd' was already used on line 6", f"{bad}:8: nested too deeply to read",
+                   f"{bad}:7: id 'd' was already used on line 6", f"{bad}:8: cannot be read: nested deeper than 200 levels",
                    "nothing was sent"]:
         assert needle in err
     assert "Traceback" not in err

@@ -4,13 +4,10 @@ and the argument parser gives a value or a classed problem, never an exception.
 
 Every property runs the same examples on every run (derandomize, no example database), so a
 failure in CI is a failure on a laptop. Strings use hypothesis' default alphabet, which has no lone
-surrogates. The strict xfails are bugs found while writing these properties, to be fixed in k2vv.py: when one is
-fixed its test passes, and strict makes that a failure until the mark is removed."""
+surrogates."""
 import hashlib
 import json
 
-import pytest
-import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -128,11 +125,9 @@ def test_any_split_of_the_arguments_reassembles_to_the_same_calls(data):
 
 
 def wire_payloads(chunks: list) -> list:
-    """What the runner makes of a body that arrived in these reads: requests' iter_lines on "\\n",
-    then iter_sse_payloads (k2vv.send_once)."""
-    response = requests.models.Response()
-    response.iter_content = lambda chunk_size=None, decode_unicode=False: iter(chunks)
-    return list(k2vv.iter_sse_payloads(response.iter_lines(chunk_size=None, delimiter=b"\n")))
+    """What the runner makes of a body that arrived in these reads: split_lines, then
+    iter_sse_payloads (k2vv.send_once)."""
+    return list(k2vv.iter_sse_payloads(k2vv.split_lines(chunks)))
 
 
 @PROPERTY
@@ -155,10 +150,6 @@ def test_any_split_of_the_wire_bytes_gives_the_same_payloads(data):
     assert_reassembled(answer, wire_payloads(reads))
 
 
-@pytest.mark.xfail(strict=True, reason="an SSE event may carry its data on several `data:` lines (joined by \\n); "
-                   "when a read ends right after one of those lines, requests' iter_lines(delimiter=b'\\n') "
-                   "yields an extra '' (psf/requests#4121) that iter_sse_payloads takes for the end of the "
-                   "event, so the event becomes two payloads, each a bad_chunk")
 def test_a_multi_line_event_cut_after_one_of_its_lines_is_one_payload():
     wire = b'data: {"choices": [{"index": 0,\ndata:  "delta": {}, "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n'
     whole = wire_payloads([wire])
@@ -257,9 +248,5 @@ def test_nesting_deeper_than_python_reads_is_invalid_json_not_an_exception():
     assert_value_or_problem('{"a":' * 100_000)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="parse_arguments catches JSONDecodeError and RecursionError only: json.loads raises a "
-                          "plain ValueError ('Exceeds the limit (4300 digits) for integer string conversion') "
-                          "for an integer longer than sys.get_int_max_str_digits(), which escapes to the caller")
 def test_an_integer_too_long_for_python_is_a_value_or_a_problem_not_an_exception():
     assert_value_or_problem('{"n": ' + "9" * 5000 + "}")
