@@ -226,6 +226,11 @@ class Outcome:
 
 # ---- 2a. canonical JSON, identity, test sets -------------------------------------------------
 
+def plural(count: int, noun: str) -> str:
+    """'1 problem', '2 problems': counts a reader sees read as English."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def canonical_json(obj) -> bytes:
     """Sorted keys, compact, UTF-8: the one byte form k2vv hashes, so equal values hash equal."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -543,8 +548,7 @@ def reassemble_stream(sse_lines: list[str]) -> Parsed:
     findings: list[str] = []
     content, reasoning, slots, fragments = [], [], {}, {}
     finish = first = top_usage = choice_usage = last_slot = None
-    done = errored = False
-    chunks = 0
+    done = errored = answered = False
     for payload in sse_lines:
         if payload.strip() == "[DONE]":
             done = True
@@ -556,7 +560,6 @@ def reassemble_stream(sse_lines: list[str]) -> Parsed:
         if not isinstance(chunk, dict):
             findings.append("bad_chunk")
             continue
-        chunks += 1
         errored = errored or "error" in chunk
         first = first or chunk
         if _usage_of(chunk) is not None:
@@ -568,6 +571,7 @@ def reassemble_stream(sse_lines: list[str]) -> Parsed:
         for choice in choices:
             if not isinstance(choice, dict) or choice.get("index", 0) not in (0, None):
                 continue
+            answered = True
             if _usage_of(choice) is not None:
                 choice_usage = choice["usage"]
             finish = _finish_of(choice.get("finish_reason"), findings) or finish
@@ -612,7 +616,8 @@ def reassemble_stream(sse_lines: list[str]) -> Parsed:
             findings.append("cumulative_arguments")
     if errored:
         findings.append("stream_error")
-    complete = (done or finish is not None) and chunks > 0 and not errored and finish != "error"
+    # Chunks that only ever said `choices: []` (usage, keep-alives) are no answer, [DONE] or not.
+    complete = (done or finish is not None) and answered and not errored and finish != "error"
     if complete and not done:
         findings.append("missing_done")
     calls = tuple(slots[i] for i in sorted(slots))
@@ -1020,6 +1025,189 @@ def check_instance(schema: ToolSchema, instance) -> tuple[str, str] | None:
         message = getattr(err, "message", None) or str(err)
         return _pointer(name), (f"{message} ({rule})" if rule else message)[:300]
     return None
+
+
+# ---- 2d''. dataset faults: schemas no value satisfies, patterns that cannot be judged in time ---
+
+def schema_fault(schema) -> tuple[str, str] | None:
+    """Where and why a tool schema is the dataset's fault rather than a question a vendor can answer: a
+    `pattern` that can backtrack catastrophically (`^(a+)+$` holds the interpreter for minutes on
+    40 characters, and Python's regex engine cannot be interrupted), an `enum` none of whose values
+    has the declared type, or `required` naming a property that `additionalProperties: false`
+    forbids: (JSON pointer into the schema, what is wrong), or None when there is no such fault.
+    Calls that reach it are unscored, and `lint` names it."""
+    if not isinstance(schema, dict):
+        return None
+    stack, seen = [(schema, "")], 0
+    while stack and seen < 10_000:
+        node, where = stack.pop()
+        seen += 1
+        problem = _node_fault(node)
+        if problem:
+            return where or "/", problem
+        for key in _SUBSCHEMA_ONE:
+            if isinstance(node.get(key), dict):
+                stack.append((node[key], f"{where}/{key}"))
+        for key in _SUBSCHEMA_LIST:
+            if isinstance(node.get(key), list):
+                stack.extend((s, f"{where}/{key}/{i}") for i, s in enumerate(node[key]) if isinstance(s, dict))
+        for key in _SUBSCHEMA_MAP:
+            if isinstance(node.get(key), dict):
+                stack.extend((s, f"{where}/{key}/{_pointer_part(n)}") for n, s in node[key].items()
+                             if isinstance(s, dict))
+    return None
+
+
+def fault_is_unavoidable(schema: dict, where: str) -> bool:
+    """Whether every call must reach the fault at `where`: a chain of required properties from the
+    root (then no call can be valid); else only calls that use an optional part reach it."""
+    node = schema
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in where.strip("/").split("/")] if where != "/" else []
+    while parts:
+        if len(parts) < 2 or parts[0] != "properties" or parts[1] not in (node.get("required") or []):
+            return False
+        node, parts = node["properties"][parts[1]], parts[2:]
+    return True
+
+
+def _pointer_part(name) -> str:
+    return str(name).replace("~", "~0").replace("/", "~1")
+
+
+_JSON_TYPE_CHECKS = {"string": lambda v: isinstance(v, str), "object": lambda v: isinstance(v, dict),
+                     "array": lambda v: isinstance(v, list), "boolean": lambda v: isinstance(v, bool),
+                     "null": lambda v: v is None,
+                     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool)
+                     or isinstance(v, float) and v.is_integer(),
+                     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _node_fault(node: dict) -> str | None:
+    patterns = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+    if isinstance(node.get("patternProperties"), dict):
+        patterns += [p for p in node["patternProperties"] if isinstance(p, str)]
+    for pattern in patterns:
+        risk = catastrophic_pattern(pattern) if len(pattern) < 1000 else "is over 1,000 characters"
+        if risk:
+            return f"pattern {pattern[:60]!r} {risk}: k2vv cannot judge it in bounded time"
+    kind, enum = node.get("type"), node.get("enum")
+    kinds = kind if isinstance(kind, list) else [kind] if isinstance(kind, str) else None
+    if kinds and all(k in _JSON_TYPE_CHECKS for k in kinds) and isinstance(enum, list) and enum \
+            and not any(_JSON_TYPE_CHECKS[k](v) for k in kinds for v in enum):
+        return f"no enum value is of type {'/'.join(kinds)}, so no value can be valid"
+    props, required = node.get("properties"), node.get("required")
+    if node.get("additionalProperties") is False and isinstance(required, list) \
+            and not node.get("patternProperties"):
+        known = props if isinstance(props, dict) else {}
+        missing = [r for r in required if isinstance(r, str) and r not in known]
+        if missing:
+            return (f"required {', '.join(map(repr, missing[:3]))} is not among the properties "
+                    "and additionalProperties is false, so no value can be valid")
+    return None
+
+
+def catastrophic_pattern(pattern: str) -> str | None:
+    """Why a regex may take exponential time on some string (None when it cannot): an unbounded
+    repetition of something that itself repeats without bound or offers alternatives, the shape
+    of every classic ReDoS (`(a+)+`, `(a*)*`, `(a|aa)*`, `(\\w+\\s?)*`). An inner repetition that a
+    mandatory character it cannot match ends (`([a-z]+\\.)*`, `(-\\d+)*`) is safe: each iteration
+    can split only one way. Otherwise conservative: such a pattern may be harmless, but k2vv
+    cannot tell, and a verdict that hangs the run is no verdict."""
+    try:
+        import re._parser as sre_parse  # Python >= 3.11
+    except ImportError:  # pragma: no cover - Python 3.10
+        import sre_parse
+    try:
+        tree = sre_parse.parse(pattern)
+    except (re.error, RecursionError, OverflowError, ValueError):
+        return None  # not a Python regex: compiling says so
+    return _ReDoS(sre_parse).scan(list(tree), inside=False)
+
+
+class _ReDoS:
+    """The walk behind catastrophic_pattern, over the parse tree of Python's own regex parser."""
+
+    def __init__(self, sre):
+        self.sre = sre
+        self.repeats = {sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT)}
+
+    def unbounded(self, op, arg) -> bool:
+        return op in self.repeats and (arg[1] == self.sre.MAXREPEAT or arg[1] > 100)
+
+    def scan(self, items: list, inside: bool) -> str | None:
+        sre = self.sre
+        for index, (op, arg) in enumerate(items):
+            if op in self.repeats:
+                unbounded = self.unbounded(op, arg)
+                if unbounded and inside and not self.separated(items, index):
+                    return "repeats a repetition without bound"
+                body = list(arg[2])
+                if unbounded and any(sub_op == sre.BRANCH for sub_op, _ in body):
+                    return "repeats alternatives without bound"
+                found = self.scan(body, inside or unbounded)
+                if found:
+                    return found
+            elif op == sre.SUBPATTERN:
+                found = self.scan(list(arg[-1]), inside)
+                if found:
+                    return found
+            elif op == sre.BRANCH:
+                if inside:
+                    return "repeats alternatives without bound"
+                for branch in arg[1]:
+                    found = self.scan(list(branch), inside)
+                    if found:
+                        return found
+            elif op in (sre.ASSERT, sre.ASSERT_NOT):
+                found = self.scan(list(arg[1]), inside)
+                if found:
+                    return found
+        return None
+
+    def separated(self, items: list, index: int) -> bool:
+        """Whether the repeat at items[index] repeats one character class and is followed (or, last
+        in an iteration, preceded by the iteration's first element) by a mandatory character
+        outside that class."""
+        op, (low, high, body) = items[index]
+        inner = self.char_class(list(body))
+        after = items[index + 1] if index + 1 < len(items) else items[0] if index else None
+        if inner is None or after is None:
+            return False
+        follow = self.char_class([after]) if after[0] not in self.repeats else (
+            self.char_class(list(after[1][2])) if after[1][0] >= 1 else None)
+        if follow is None:
+            return False
+        return not any(inner.fullmatch(c) and follow.fullmatch(c) for c in map(chr, range(0x300)))
+
+    def char_class(self, items: list):
+        """A compiled one-character regex for a single literal / class / dot, else None."""
+        sre = self.sre
+        if len(items) != 1:
+            return None
+        op, arg = items[0]
+        if op == sre.LITERAL:
+            return re.compile(re.escape(chr(arg)))
+        if op == sre.NOT_LITERAL:
+            return re.compile("[^" + re.escape(chr(arg)) + "]")
+        if op == sre.ANY:
+            return re.compile(".", re.S)
+        if op != sre.IN:
+            return None
+        categories = {sre.CATEGORY_DIGIT: r"\d", sre.CATEGORY_NOT_DIGIT: r"\D", sre.CATEGORY_WORD: r"\w",
+                      sre.CATEGORY_NOT_WORD: r"\W", sre.CATEGORY_SPACE: r"\s", sre.CATEGORY_NOT_SPACE: r"\S"}
+        parts = []
+        for kind, value in arg:
+            if kind == sre.NEGATE:
+                parts.insert(0, "^")
+            elif kind == sre.LITERAL:
+                parts.append(re.escape(chr(value)))
+            elif kind == sre.RANGE:
+                parts.append(re.escape(chr(value[0])) + "-" + re.escape(chr(value[1])))
+            elif kind == sre.CATEGORY and value in categories:
+                parts.append(categories[value])
+            else:
+                return None
+        return re.compile("[" + "".join(parts) + "]")
 
 
 # ---- 2e. scoring one answer --------------------------------------------------------------------
@@ -1772,7 +1960,6 @@ def _json_bytes_disk():
     global _DISK_CLASS
     if _DISK_CLASS is None:
         import diskcache
-        from diskcache.core import MODE_BINARY, MODE_RAW
 
         class JSONBytesDisk(diskcache.Disk):
             def put(self, key):
@@ -1798,12 +1985,9 @@ def _json_bytes_disk():
                 return full
 
             def fetch(self, mode, filename, value, read):
-                if mode == MODE_RAW:
-                    return super().fetch(mode, filename, value, read)
-                if mode == MODE_BINARY and filename:
-                    self._inside(filename)
-                    return super().fetch(mode, filename, value, read)
-                raise CacheDamage(f"a cache value has mode {mode} (refusing anything but raw bytes)")
+                if read:
+                    raise CacheDamage("k2vv reads cache values whole")
+                return cache_value(Path(self._directory), mode, filename, value)
 
             def remove(self, file_path):
                 try:
@@ -1814,6 +1998,38 @@ def _json_bytes_disk():
 
         _DISK_CLASS = JSONBytesDisk
     return _DISK_CLASS
+
+
+MAX_CACHE_VALUE = 4 * MAX_ANSWER_BYTES  # a stored exchange: the answer, JSON-escaped, and its headers
+
+
+def cache_value(directory: Path, mode, filename, value) -> bytes | None:
+    """The bytes of one cache row: raw bytes in the row, or a value file read safely — a regular
+    file inside the cache directory, opened without following a link, no larger than
+    MAX_CACHE_VALUE (a borrowed cache may hold links to /etc/passwd or /dev/zero, or a FIFO).
+    None when its file went away; CacheDamage for anything else."""
+    if mode == 1:  # diskcache MODE_RAW
+        return bytes(value) if isinstance(value, (bytes, memoryview)) else None
+    if mode != 2 or not isinstance(filename, str):  # MODE_BINARY: a file; anything else may unpickle
+        raise CacheDamage(f"a cache value has mode {mode} (refusing anything but raw bytes)")
+    root = os.path.realpath(directory)
+    full = os.path.join(root, filename)
+    if os.path.isabs(filename) or os.path.commonpath([root, os.path.realpath(full)]) != root:
+        raise CacheDamage("a cache value file points outside the cache directory")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(full, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise CacheDamage(f"a cache value file cannot be opened safely ({err.strerror or err})") from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise CacheDamage("a cache value file is not a regular file")
+        if info.st_size > MAX_CACHE_VALUE:
+            raise CacheDamage(f"a cache value file is larger than {MAX_CACHE_VALUE >> 20} MiB")
+        return fh.read(MAX_CACHE_VALUE + 1)[:MAX_CACHE_VALUE]
 
 
 def default_cache_dir(flag: str | None) -> Path:
@@ -1829,70 +2045,74 @@ class ResponseCache:
         import sqlite3
         self.directory = Path(directory)
         self.damaged: list[str] = []
-        self._copy = None
         settings = dict(disk=_json_bytes_disk(), eviction_policy="none", size_limit=2 ** 62,
                         cull_limit=0, statistics=False, sqlite_mmap_size=0, sqlite_cache_size=1024)
         if readonly and not (self.directory / "cache.db").exists():
             raise K2vvError(f"{self.directory}: no k2vv cache here (expected {self.directory}/cache.db);"
                             " pass --cache DIR or set K2VV_CACHE")
+        self._cache = self._ro = None
         try:
             self._cache = diskcache.Cache(str(self.directory), **settings)
-        except (sqlite3.DatabaseError, TypeError, ValueError) as err:
-            if readonly and isinstance(err, sqlite3.OperationalError):  # e.g. "attempt to write a readonly database"
-                self._cache = self._read_only_copy(diskcache, settings)
-            else:
-                raise K2vvError(f"{self.directory}: not a usable k2vv cache ({str(err)[:120]})") from None
-        except OSError as err:
-            if not readonly:
-                raise K2vvError(f"{self.directory}: cannot open the cache for writing ({err})") from None
-            self._cache = self._read_only_copy(diskcache, settings)
-
-    def _read_only_copy(self, diskcache, settings):
-        """A read-only directory (a copied or mounted cache): SQLite's WAL mode needs to write beside
-        the database, so read a private copy (notes §3c: 34 MB copies in well under 1 s)."""
-        import shutil
-        import sqlite3
-        import tempfile
-        self._copy = tempfile.mkdtemp(prefix="k2vv-cache-ro-")
-        shutil.copytree(self.directory, self._copy, dirs_exist_ok=True, copy_function=shutil.copyfile)
-        for folder, _, _ in os.walk(self._copy):  # copytree keeps the source's read-only modes
-            os.chmod(folder, 0o700)
-        try:
-            return diskcache.Cache(self._copy, **settings)
         except (sqlite3.DatabaseError, TypeError, ValueError, OSError) as err:
+            writable_only = isinstance(err, (sqlite3.OperationalError, OSError))  # e.g. a read-only directory
+            if not readonly or not writable_only:
+                what = "cannot open the cache for writing" if writable_only else "not a usable k2vv cache"
+                raise K2vvError(f"{self.directory}: {what} "
+                                f"({getattr(err, 'strerror', None) or str(err)[:120]})") from None
+            self._ro_pid = None  # opened lazily, once per process (fold workers fork)
+            self._read_only_rows(["0" * 64])  # a cache.db that is not a cache says so now
+
+    def _read_only_rows(self, keys: list) -> list:
+        """Rows for `keys` from a cache k2vv may not write (a read-only directory, someone else's
+        copy): SQLite opened read-only in place, never copied (a copy follows whatever links the
+        directory holds). `immutable` when even the WAL index cannot be created; then answers still
+        in an uncheckpointed cache.db-wal are not seen, and k2vv says so."""
+        import sqlite3
+        if self._ro is None or self._ro_pid != os.getpid():
+            db = self.directory / "cache.db"
+            uri = "file:" + urllib.parse.quote(str(db.resolve()))
+            try:
+                self._ro = sqlite3.connect(uri + "?mode=ro", uri=True, check_same_thread=False)
+                self._ro.execute("SELECT 1 FROM Cache LIMIT 1").fetchall()
+            except sqlite3.OperationalError:
+                self._ro = sqlite3.connect(uri + "?immutable=1", uri=True, check_same_thread=False)
+                if (self.directory / "cache.db-wal").exists():
+                    self.damaged.append("cache.db-wal: answers not yet merged into cache.db cannot be read "
+                                        "from a read-only directory (open it once where it is writable)")
+            self._ro_pid = os.getpid()
+        try:
+            return self._ro.execute(
+                f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(keys))})"
+                " AND (expire_time IS NULL OR expire_time > ?)", (*keys, time.time())).fetchall()
+        except sqlite3.DatabaseError as err:
             raise K2vvError(f"{self.directory}: not a usable k2vv cache ({str(err)[:120]})") from None
 
     @property
     def path(self) -> Path:
-        """The directory actually open: a private copy when the cache's own was read-only."""
-        return Path(self._copy) if self._copy else self.directory
+        return self.directory
 
     def get(self, key: str) -> dict | None:
-        try:
-            raw = self._cache.get(key)
-        except CacheDamage as err:
-            self.damaged.append(f"{key[:12]}: {err}")
-            return None
-        return self._decode(key, raw)
+        return next(self.get_each([key]))
 
     def get_each(self, keys: list, batch: int = 500):
-        """The exchange (or None) of each key, in order: what `get` gives, read with one SELECT per
-        `batch` keys instead of one diskcache call each (a third of `score` at 100,000 answers,
-        BENCHMARKS.md). Values go through the same Disk.fetch: raw bytes, or a file inside the cache."""
-        disk = self._cache.disk
+        """The exchange (or None) of each key, in order, read with one SELECT per `batch` keys
+        (one diskcache call each was a third of `score` at 100,000 answers, BENCHMARKS.md): raw
+        bytes in the row, or a regular file inside the cache read without following links."""
         for start in range(0, len(keys), batch):
             chunk = keys[start:start + batch]
-            rows = self._cache._sql(  # diskcache's own connection and the query its `get` runs
-                f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(chunk))})"
-                " AND (expire_time IS NULL OR expire_time > ?)", (*chunk, time.time())).fetchall()
+            if self._cache is not None:
+                rows = self._cache._sql(  # diskcache's own connection and the query its `get` runs
+                    f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN "
+                    f"({','.join('?' * len(chunk))}) AND (expire_time IS NULL OR expire_time > ?)",
+                    (*chunk, time.time())).fetchall()
+            else:
+                rows = self._read_only_rows(chunk)
             found = {}
             for key, mode, filename, value in rows:
                 try:
-                    found[key] = disk.fetch(mode, filename, value, False)
+                    found[key] = cache_value(self.directory, mode, filename, value)
                 except CacheDamage as err:
                     self.damaged.append(f"{key[:12]}: {err}")
-                except OSError:
-                    pass  # its file went away meanwhile: no answer, as diskcache's get says
             for key in chunk:
                 yield self._decode(key, found.get(key))
 
@@ -1918,18 +2138,19 @@ class ResponseCache:
                 self._cache.set(key, value)
 
     def disconnect(self) -> None:
-        """Close the SQLite connection, keeping the cache usable (diskcache reconnects on next use):
-        what must happen before a fork, so no connection or lock state crosses it."""
-        self._cache.close()
+        """Close the SQLite connection, keeping the cache usable (it reconnects on next use): what
+        must happen before a fork, so no connection or lock state crosses it."""
+        if self._cache is not None:
+            self._cache.close()
+        elif self._ro is not None:
+            self._ro.close()
+            self._ro = None
 
     def __contains__(self, key):
-        return key in self._cache
+        return next(self.get_each([key])) is not None if self._cache is None else key in self._cache
 
     def close(self):
-        self._cache.close()
-        if self._copy:
-            import shutil
-            shutil.rmtree(self._copy, ignore_errors=True)
+        self.disconnect()
 
     def __enter__(self):
         return self
@@ -2056,7 +2277,7 @@ def known_providers(explicit_file: str | None) -> dict:
             raise K2vvError(f"{path}: `providers` must be a table of [providers.NAME] entries")
         problems = [p for name, entry in table.items() for p in check_provider_entry(name, entry)]
         if problems:
-            raise K2vvError(f"{path}: {len(problems)} problems in the providers\n"
+            raise K2vvError(f"{path}: {plural(len(problems), 'problem')} in the providers\n"
                             + "\n".join(f"{path}: {p}" for p in problems))
         found.update((name, (entry, str(path))) for name, entry in table.items())
     return found
@@ -3598,7 +3819,8 @@ def cmd_score(args) -> int:
 def lint_cases(cases: list, path: str) -> list[tuple[int, str, str, str]]:
     """(line, level, kind, message) for dataset problems: schemas that do not compile or use keywords
     k2vv cannot enforce, drafts, tool-call ids in history, `_input` roles, malformed historical
-    arguments, duplicate cases. 'problem' makes calls unscored or replays wrong; 'note' informs."""
+    arguments, duplicate cases. 'problem' makes every call of a tool unscored or replays wrong (exit 1);
+    'warning' makes some calls unscored; 'note' informs."""
     out = []
     seen = {}
     id_re = re.compile(r"^functions\.[A-Za-z0-9_\-.]+:\d+$")
@@ -3614,9 +3836,18 @@ def lint_cases(cases: list, path: str) -> list[tuple[int, str, str, str]]:
                 continue
             params = fn.get("parameters")
             compiled = tool_schema(params)
+            if compiled.deferred is not None:  # a run compiles it at its second call: lint compiles it now
+                _compile_deferred(compiled, compiled.deferred)
             where = f"tools[{i}] {fn.get('name')!r}"
             if compiled.unscored:
                 out.append((line, "problem", "unscored schema", f"{where}: {compiled.unscored}; its calls are unscored"))
+            elif schema_fault(params):
+                at, fault = schema_fault(params)
+                if fault_is_unavoidable(params, at):
+                    out.append((line, "problem", "dataset fault", f"{where}: {fault} at {at}; its calls are unscored"))
+                else:
+                    out.append((line, "warning", "dataset fault", f"{where}: {fault} at {at}; calls that use it "
+                                                                  "are unscored"))
             if isinstance(params, dict):
                 draft = schema_draft(params)
                 if draft != DRAFT07:
@@ -3656,7 +3887,7 @@ def cmd_lint(args) -> int:
     problems = [f for f in findings if f[1] == "problem"]
     notes = Counter(f[2] for f in findings if f[1] == "note")
     for line, level, _, message in findings:
-        if level == "problem" or args.verbose:
+        if level != "note" or args.verbose:
             print(f"{test_set.name}:{line}: {level}: {message}")
     if notes and not args.verbose:
         print(f"{sum(notes.values())} notes (show them with --verbose): " +
@@ -3664,7 +3895,7 @@ def cmd_lint(args) -> int:
     distinct = len({sha256_hex(canonical_json(t.get("function", {}).get("parameters"))) for c in cases
                     for t in c.body.get("tools") or () if isinstance(t, dict)})
     print(f"{test_set.name}: {len(cases)} cases, {distinct} distinct tool schemas, "
-          f"{len(problems)} problems, sha256 {test_set.sha256}")
+          f"{plural(len(problems), 'problem')}, sha256 {test_set.sha256}")
     return EXIT_FAIL if problems else EXIT_PASS
 
 
