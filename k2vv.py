@@ -76,6 +76,7 @@ CASE_KEYS = frozenset(("messages", "tools"))
 # finish_reason values of the OpenAI API; anything else is a conformance finding.
 STANDARD_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 REQUEST_TIME_CAP = 900.0  # seconds one request may take over all its attempts (a persistent 429 ends)
+MAX_CONCURRENCY = 1024  # threads; more is a typo, not a plan (each holds a socket and a stack)
 MAX_ANSWER_BYTES = 16 * 2 ** 20  # one answer's body, decoded: more is `too_large`, never held in memory
 READ_SIZE = 65536  # bytes asked of the socket at a time
 CACHE_VERSION = 1  # of the cached exchange value; another version is cache damage and is refetched
@@ -2257,11 +2258,39 @@ def check_provider_entry(name: str, entry) -> list[str]:
                 message = f"has unknown keys (expected only {', '.join(PROVIDER_FIELDS)}): " + message
             problems.append(f"{table}{where}: {message}")
     if isinstance(entry, dict) and isinstance(entry.get("headers"), dict):
-        for key in entry["headers"]:
+        for key, value in entry["headers"].items():
             if _SECRET_HEADER_RE.search(key):
                 problems.append(f"{table}.headers.{key}: looks like a secret "
                                 "(expected secrets only from the environment: use api_key_env)")
+            problem = header_problem(key, value)
+            if problem:
+                problems.append(f"{table}.headers.{key}: {problem}")
+    if isinstance(entry, dict):
+        for key in ("timeout", "temperature", "concurrency", "max_tokens"):
+            if isinstance(entry.get(key), float) and not math.isfinite(entry[key]):
+                problems.append(f"{table}.{key}: {entry[key]} is not a finite number")
+        if isinstance(entry.get("concurrency"), int) and entry["concurrency"] > MAX_CONCURRENCY:
+            problems.append(f"{table}.concurrency: at most {MAX_CONCURRENCY}")
     return problems
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+
+
+def header_problem(name, value) -> str | None:
+    """Why an HTTP header cannot be sent as given (None when it can): the name must be an RFC 9110
+    token, the value Latin-1 text without line breaks (http.client raises on anything else)."""
+    if not isinstance(name, str) or not _HEADER_NAME.match(name):
+        return "not a valid header name (letters, digits and !#$%&'*+.^_`|~- only)"
+    if not isinstance(value, str):
+        return "the value is not a string"
+    if any(c in value for c in "\r\n\0"):
+        return "the value contains a line break or NUL"
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return "the value has characters outside Latin-1, which HTTP headers cannot carry"
+    return None
 
 
 def known_providers(explicit_file: str | None) -> dict:
@@ -2307,14 +2336,17 @@ def api_key_for(provider: Provider, cli_key: str | None = None) -> str | None:
     """The API key, from --api-key or the provider's environment variable; a required key that is
     missing, or one with spaces or control characters (a CRLF file), stops everything before a
     single request (exit 2). The message names where the key came from, never the key."""
-    env = provider.api_key_env or "OPENAI_API_KEY"
     key = cli_key or (os.environ.get(provider.api_key_env) if provider.api_key_env else None)
-    where = "--api-key" if cli_key else f"the environment variable {env}"
+    where = "--api-key" if cli_key else f"the environment variable {provider.api_key_env}"
     if not key and provider.api_key_required:
+        if not provider.api_key_env:
+            raise ProviderError(f"provider {provider.name!r} ({provider.source}) needs an API key but names no "
+                                "variable to read it from: add api_key_env = \"NAME_OF_VARIABLE\" to its entry "
+                                "(or api_key_required = false for an endpoint without keys); nothing was sent")
         raise ProviderError(f"provider {provider.name!r} needs an API key: set {where} (nothing was sent)")
-    if key and (key != key.strip() or any(ord(c) < 33 or c == "\x7f" for c in key)):
-        raise ProviderError(f"the API key in {where} contains spaces or control characters (a line break "
-                            "from a file?); strip them (nothing was sent)")
+    if key and (key != key.strip() or any(ord(c) < 33 or ord(c) > 126 for c in key)):
+        raise ProviderError(f"the API key in {where} contains spaces, control or non-ASCII characters (a line "
+                            "break from a file?); fix it (nothing was sent)")
     return key
 
 
@@ -2339,10 +2371,11 @@ class Transient(Exception):
 
 class EndpointRefused(Exception):
     """An answer that means the whole run may not work: a refused key, a wrong endpoint, a URL or
-    header requests cannot even send. `status` is 0 for setup errors found before any answer."""
-    def __init__(self, error_class: str, status: int):
+    header requests cannot even send. `status` is 0 for setup errors found before any answer;
+    `text` is the vendor's own (redacted) message, if any."""
+    def __init__(self, error_class: str, status: int, text: str = ""):
         super().__init__(error_class)
-        self.error_class, self.status = error_class, status
+        self.error_class, self.status, self.text = error_class, status, text
 
 
 class NotRetryable(Exception):
@@ -2625,7 +2658,7 @@ def _attempt(session, url, payload, headers, stream, secrets, cap, timeout, atte
                         break
                 text = redact(head[:8192].decode("utf-8", "replace"), secrets)
                 if status in (401, 403, 404):
-                    raise EndpointRefused(f"http_{status}", status)
+                    raise EndpointRefused(f"http_{status}", status, text)
                 if status in RETRY_STATUSES or status >= 500:
                     raise Transient(f"http_{status}", parse_retry_after(resp.headers.get("retry-after"), time.time()),
                                     status)
@@ -2680,18 +2713,58 @@ def loads_vendor_json(data: bytes):
 
 
 def transport_error_class(err: Exception) -> str:
-    """The error class of a failed attempt, from whatever requests, urllib3 or the socket raised."""
+    """The error class of a failed attempt, from whatever requests, urllib3 or the socket raised:
+    the setup faults (`connection_refused`, `dns_error`, `tls_error`, `connect_timeout`) apart
+    from what a working endpoint does now and then (`timeout`, `connection_error`, `body_cut`)."""
+    import ssl
     import requests
     import urllib3
-    text = repr(err)
+    chain, todo = [], [err]
+    while todo:  # every exception behind this one: causes, contexts, urllib3's `reason`
+        cause = todo.pop()
+        if cause is None or any(cause is seen for seen in chain):
+            continue
+        chain.append(cause)
+        todo += [cause.__cause__, cause.__context__, getattr(cause, "reason", None)]
+        todo += [a for a in getattr(cause, "args", ()) if isinstance(a, BaseException)]
+    for error_class, kinds in (
+            ("connection_refused", (ConnectionRefusedError,)),
+            ("dns_error", (socket.gaierror, urllib3.exceptions.NameResolutionError)),
+            ("tls_error", (ssl.SSLError, requests.exceptions.SSLError, urllib3.exceptions.SSLError)),
+            ("connect_timeout", (requests.exceptions.ConnectTimeout, socket.timeout))):
+        if any(isinstance(cause, kinds) for cause in chain):
+            return error_class
+    if any(type(cause) is urllib3.exceptions.ConnectTimeoutError for cause in chain):  # not its subclass
+        return "connect_timeout"                                                   # NewConnectionError
     if isinstance(err, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
         return "timeout"
-    if isinstance(err, requests.exceptions.SSLError) or "SSLError" in text or "CERTIFICATE" in text:
-        return "tls_error"
     if isinstance(err, requests.exceptions.ConnectionError) and not isinstance(
             err, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
         return "connection_error"
     return "body_cut"
+
+
+# A run whose first attempts all fail one of these ways stops (exit 2): {class: attempts that
+# must agree}. 401 and a URL requests cannot send stop at once; one 403 may be moderation.
+SETUP_FAULTS = {"setup": 1, "http_401": 1, "http_403": 3, "http_404": 3, "http_402": 3, "http_405": 3,
+                "connection_refused": 3, "dns_error": 3, "tls_error": 3, "connect_timeout": 3}
+
+
+def vendor_message(text: str) -> str:
+    """The human message inside an error body (`{"error": {"message": ...}}`, `{"message": ...}`,
+    `{"detail": ...}`, or plain text), on one line, at most 200 characters."""
+    try:
+        body = read_json(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        inner = body.get("error")
+        for found in (inner.get("message") if isinstance(inner, dict) else inner, body.get("message"),
+                      body.get("detail")):
+            if isinstance(found, str) and found.strip():
+                text = found
+                break
+    return " ".join(str(text).split())[:200]
 
 
 @dataclass(slots=True)
@@ -2902,10 +2975,12 @@ class Runner:
             self.headers["Authorization"] = f"Bearer {api_key}"
         self.rng = random.Random(seed)
         self.stop = threading.Event()
-        self.fatal: EndpointRefused | None = None
+        self.fatal: tuple[str, str] | None = None  # (error class, vendor's message): a setup fault
         self.crash: BaseException | None = None
-        self.refusals = self.in_flight = 0
+        self.in_flight = 0
         self.any_success = False
+        self.early: Counter = Counter()  # error classes of the attempts that failed before any success
+        self.early_text: dict = {}
         self._local = threading.local()
         self._lock = threading.Lock()
         self.state = RunState(0)
@@ -2941,14 +3016,17 @@ class Runner:
                 exchange, parsed = send_once(self._session(), self.provider.url, payload, self.headers, stream,
                                              self.timeout, self.secrets, self.deadlines, self.max_answer_bytes)
                 exchange.update(v=CACHE_VERSION, attempts=attempt, at=utc_now())
+                self.any_success = True  # any answer, a rejection included: the endpoint works
                 return exchange, parsed, None, attempt, None
             except EndpointRefused as err:
-                self._refused(err)
+                self._failed_before_success(err.error_class, err.text)
                 return None, None, err.error_class, attempt, None
             except NotRetryable as err:
+                self._failed_before_success(err.error_class, err.text)
                 return None, None, err.error_class, attempt, err.text
             except Transient as err:
                 error = err.error_class
+                self._failed_before_success(error, "")
                 if attempt > self.retries or time.monotonic() - started > max(REQUEST_TIME_CAP, 2 * self.timeout):
                     return None, None, error, attempt, None
                 with self._lock:
@@ -2956,15 +3034,18 @@ class Runner:
                 self.stop.wait(backoff_delay(attempt, err.retry_after, self.rng))
         return None, None, error, self.retries + 1, None
 
-    def _refused(self, err: EndpointRefused) -> None:
-        """Stop the run when the provider refuses it before any success: at once for a bad key (401)
-        or a URL/header that cannot be sent; after a few 403/404s (one 403 may be moderation)."""
+    def _failed_before_success(self, error_class: str, text: str) -> None:
+        """Stop the run when its first attempts all fail the same setup way (SETUP_FAULTS: a refused
+        key, a wrong URL, nothing listening, an unknown host, TLS, a model not served): the other
+        requests would fail alike. Within about `concurrency` x 3 attempts, whatever the test set's size."""
         with self._lock:
-            self.refusals += 1
             if self.any_success:
                 return
-            if err.status in (0, 401) or self.refusals >= 3:
-                self.fatal = self.fatal or err
+            self.early[error_class] += 1
+            self.early_text.setdefault(error_class, text)
+            needed = SETUP_FAULTS.get(error_class)
+            if needed and len(self.early) == 1 and self.early[error_class] >= needed and self.fatal is None:
+                self.fatal = (error_class, self.early_text[error_class])
                 self.stop.set()
 
     def work(self, item: WorkItem) -> None:
@@ -2976,8 +3057,6 @@ class Runner:
             with self._lock:
                 self.in_flight -= 1
         if exchange is not None:
-            if exchange["status"] == 200:
-                self.any_success = True
             outcome = score_exchange(item.case.body, exchange, parsed=parsed)
         elif error == "interrupted":
             return
@@ -3629,7 +3708,7 @@ def build_job(args, provider: Provider | None = None, test_set: TestSet | None =
     temperature = args.temperature if args.temperature is not None else provider.temperature
     max_tokens = args.max_tokens if args.max_tokens is not None else provider.max_tokens
     extra_body = deep_merge(provider.extra_body or {}, _extra_body_arg(args.extra_body))
-    out_dir = Path(args.out) if args.out else Path("runs") / _slug(provider.name)
+    out_dir = Path(args.out) if args.out else Path("runs") / f"{_slug(provider.name)}-{_slug(provider.model)}"
     settings = {"temperature": temperature, "max_tokens": max_tokens, "extra_body": extra_body,
                 "trials": args.trials, "limit": args.limit, "normalize_tool_ids": bool(args.normalize_tool_ids),
                 "headers": sorted(provider.public_headers())}
@@ -3739,6 +3818,52 @@ def known_secrets(args) -> list[str]:
     return sorted({s for s in found if s and len(s) >= 4}, key=len, reverse=True)
 
 
+def check_writable(job: Job) -> None:
+    """Every file a run writes can be written, before anything is sent (a summary that cannot be
+    written after 4,000 requests is 4,000 requests lost)."""
+    import tempfile
+    for path, flag in ((job.results_path, "--output"), (job.summary_path, "--summary"), (job.out_dir / "x", "--out")):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".k2vv-write-check-"):
+                pass
+        except OSError as err:
+            raise K2vvError(f"{path.parent}: cannot write there ({err.strerror or err}); choose another {flag} "
+                            "(nothing was sent)") from None
+
+
+def setup_fault_message(error_class: str, text: str, job: Job, cli_key: str | None) -> str:
+    """One line on why the endpoint cannot work, and where to look."""
+    url = _public_url(job.provider.url)
+    host = urllib.parse.urlsplit(url).hostname
+    said = f": {vendor_message(text)}" if text and vendor_message(text) else ""
+    key = ("--api-key" if cli_key else f"the environment variable {job.provider.api_key_env}"
+           if job.provider.api_key_env else "no key (this provider entry names no api_key_env)")
+    if error_class == "setup":
+        return (f"requests cannot send to {url}: check --base-url (http:// or https://) and that the API key "
+                "has no spaces or line breaks")
+    if error_class == "connection_refused":
+        return f"nothing is listening at {url} (connection refused): start the server, or check the port"
+    if error_class == "dns_error":
+        return f"the host {host!r} of {url} does not resolve: check --base-url"
+    if error_class == "tls_error":
+        return (f"TLS with {url} failed: check https:// vs http://, or give the CA bundle in "
+                "REQUESTS_CA_BUNDLE")
+    if error_class == "connect_timeout":
+        return f"connecting to {url} timed out: check the host, the port and any firewall or proxy"
+    if error_class in ("http_401", "http_403"):
+        return f"{url} answered HTTP {error_class[5:]} (not authorised){said}: check the key in {key}"
+    if error_class == "http_404":
+        if re.search(r"\bmodels?\b", said, re.I):
+            return f"{url} does not serve model {job.provider.model!r}{said} (check --model)"
+        return f"{url} answered HTTP 404 (not found){said}: check --base-url (it should end in /v1)"
+    if error_class == "http_402":
+        return f"{url} answered HTTP 402 (payment required){said}: check the account's credits"
+    if error_class == "http_405":
+        return f"{url} answered HTTP 405 (method not allowed){said}: check --base-url (it should end in /v1)"
+    return f"{url} failed every first attempt with {error_class}{said}"
+
+
 def cmd_run(args) -> int:
     if args.use_raw_completions or args.tokenizer_model:
         raise K2vvError("--use_raw_completions/--tokenizer-model are K2VV's raw /v1/completions mode, which k2vv "
@@ -3750,9 +3875,9 @@ def cmd_run(args) -> int:
     concurrency = args.concurrency or job.provider.concurrency or 5
     timeout = next(t for t in (args.timeout, job.provider.timeout, 600.0) if t is not None)
     baseline = resolve_baseline(args, job)
-    total = count_items(job)
+    total = count_items(job)  # reads every line: a bad one stops here, with nothing written
+    check_writable(job)
     with open_cache(job.cache_dir) as cache:
-        job.out_dir.mkdir(parents=True, exist_ok=True)
         runner = Runner(job.provider, api_key, cache, job.results_path, concurrency=concurrency, timeout=timeout,
                         retries=args.retries, extra_body=job.extra_body, max_answer_bytes=args.max_answer_bytes,
                         progress=None if args.quiet else _progress_printer(),
@@ -3773,16 +3898,8 @@ def cmd_run(args) -> int:
         if runner.crash is not None:
             raise runner.crash
         if runner.fatal is not None:
-            status = runner.fatal.status
-            if status == 0:
-                problem = (f"requests cannot send to {_public_url(job.provider.url)}: check --base-url "
-                           "(http:// or https://) and that the API key has no spaces or line breaks")
-            elif status in (401, 403):
-                problem = (f"the provider answered HTTP {status} before any success: check the key in "
-                           f"{job.provider.api_key_env or 'OPENAI_API_KEY'}")
-            else:
-                problem = f"HTTP 404 before any success: check --base-url ({_public_url(job.provider.url)} was not found)"
-            print(f"k2vv: {problem}; stopped after {runner.state.sent} requests", file=sys.stderr)
+            print(f"k2vv: {setup_fault_message(*runner.fatal, job, args.api_key)}; stopped after "
+                  f"{plural(runner.state.sent, 'request')}, nothing was scored", file=sys.stderr)
             return EXIT_USAGE
         summary = write_results(job, cache, baseline, runner.recorder if runner.recorder.finished else None)
     write_json_atomic(job.summary_path, summary)
@@ -3985,7 +4102,7 @@ EXAMPLES = {
     "lint": "examples:\n  k2vv lint\n  k2vv lint samples.jsonl --verbose",
     "providers": "examples:\n  k2vv providers\n  k2vv providers --providers ./team-providers.toml",
     "report": "examples:\n  k2vv report                       # every runs/*/ with a summary.json\n"
-              "  k2vv report runs/moonshot runs/fireworks --out leaderboard/",
+              "  k2vv report runs/moonshot-kimi-k2-0905-preview runs/fireworks-kimi-k2 --out leaderboard/",
     "demo": "examples:\n  k2vv demo\n  k2vv demo --limit 60 --out /tmp/k2vv-demo",
     "serve-sim": "examples:\n  k2vv serve-sim --personality sloppy --port 8000\n"
                  "  k2vv run --base-url http://127.0.0.1:8000/v1 --model any",
@@ -4096,8 +4213,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give the test set once: FILE or --dataset")
     if hasattr(args, "dataset"):
         args.dataset = args.dataset or args.file
-    if getattr(args, "trials", 1) < 1 or (getattr(args, "limit", None) or 1) < 1:
-        parser.error("--trials and --limit must be at least 1")
+    if getattr(args, "trials", 1) < 1:
+        parser.error("--trials must be at least 1")
+    if getattr(args, "limit", None) is not None and args.limit < 1:
+        parser.error("--limit must be at least 1 (leave it out to send every case)")
     if getattr(args, "concurrency", None) is not None and args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
     if getattr(args, "jobs", None) is not None and args.jobs < 1:
@@ -4106,8 +4225,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-answer-bytes must be at least 1024")
     if getattr(args, "retries", 0) < 0:
         parser.error("--retries must be 0 or more")
-    if getattr(args, "timeout", None) is not None and not args.timeout > 0:
+    if getattr(args, "timeout", None) is not None and not 0 < args.timeout < math.inf:
         parser.error("--timeout must be a number of seconds above 0")
+    if getattr(args, "concurrency", None) is not None and args.concurrency > MAX_CONCURRENCY:
+        parser.error(f"--concurrency must be at most {MAX_CONCURRENCY}")
+    for flag in ("temperature", "min_f1", "min_schema_accuracy"):
+        if getattr(args, flag, None) is not None and not math.isfinite(getattr(args, flag)):
+            parser.error(f"--{flag.replace('_', '-')} must be a finite number")
     try:
         return args.handler(args)
     except InputErrors as err:

@@ -45,9 +45,10 @@ def vendor():
         yield v
 
 
-def run_args(v, tmp_path, *extra, out="out"):
-    return ["run", "--base-url", v.url, "--model", "kimi-k2", "--limit", LIMIT, "--cache", str(tmp_path / "cache"),
-            "--out", str(tmp_path / out), "--concurrency", "8", "--quiet", *extra]
+def run_args(v, tmp_path, *extra, out="out", limit=LIMIT):
+    """`run` against vendor `v`, the first `limit` cases (None: every case)."""
+    return ["run", "--base-url", v.url, "--model", "kimi-k2", *(["--limit", limit] if limit else []),
+            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / out), "--concurrency", "8", "--quiet", *extra]
 
 
 def scores_only(summary):
@@ -316,7 +317,7 @@ def test_a_test_set_read_from_a_pipe_runs(tmp_path, vendor):
     lines = (k2vv.resource(k2vv.BUNDLED_TESTSET).splitlines(keepends=True))[:5]
     writer = threading.Thread(target=lambda: fifo.write_bytes(b"".join(lines)), daemon=True)
     writer.start()
-    assert k2vv.main(run_args(vendor, tmp_path, "--limit", "0") + [str(fifo)]) == NO_BASELINE
+    assert k2vv.main(run_args(vendor, tmp_path, limit=None) + [str(fifo)]) == NO_BASELINE
     assert len(vendor.received) == 5 and read_summary(tmp_path)["k2vv"]["cases"] == 5
 
 
@@ -332,7 +333,7 @@ def test_a_test_set_edited_during_the_run_stops_it_and_every_worker(tmp_path, ca
         return None
     edited = []
     with k2vv_sim.SimVendor("reference", script=edit_once) as v:
-        assert k2vv.main(run_args(v, tmp_path, "--limit", "0", "--concurrency", "2") + [str(testset)]) == 2
+        assert k2vv.main(run_args(v, tmp_path, "--concurrency", "2", limit=None) + [str(testset)]) == 2
         assert all(r["body"]["messages"][-1].get("content") != "added later" for r in v.received)
     assert "changed while k2vv was reading it" in capsys.readouterr().err
     assert not [t for t in threading.enumerate() if t.name.startswith("k2vv-") and t.name != "k2vv-cache-writer"]
@@ -343,7 +344,7 @@ def test_identical_failed_requests_keep_their_own_results_lines(tmp_path):
     testset = tmp_path / "twice.jsonl"
     testset.write_bytes(line + line)
     with k2vv_sim.SimVendor("reference", script=lambda body, attempt: "status:500") as v:
-        assert k2vv.main(run_args(v, tmp_path, "--limit", "0", "--retries", "0") + [str(testset)]) == 3
+        assert k2vv.main(run_args(v, tmp_path, "--retries", "0", limit=None) + [str(testset)]) == 3
         assert len(v.received) == 1  # one body, one request
     lines = [json.loads(l) for l in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert [l["data_index"] for l in lines] == [1, 2]
