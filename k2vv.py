@@ -344,7 +344,7 @@ def json_lines(lines: Iterable[bytes | str], path: str, errors: list):
         except UnreadableJson as err:
             errors.append(InputError(path, number, f"cannot be read: {err}"))
         except json.JSONDecodeError as err:
-            errors.append(InputError(path, number, f"not JSON: {err.msg} at column {err.colno}"))
+            errors.append(InputError(path, number, f"not JSON: {err.msg} (column {err.colno})"))
 
 
 def duplicate_id(path: str, number: int, own_id: str, first: int) -> InputError:
@@ -2061,14 +2061,17 @@ class ResponseCache:
                 raise K2vvError(f"{self.directory}: {what} "
                                 f"({getattr(err, 'strerror', None) or str(err)[:120]})") from None
             self._ro_pid = None  # opened lazily, once per process (fold workers fork)
-            self._read_only_rows(["0" * 64])  # a cache.db that is not a cache says so now
+            self._rows(["0" * 64])  # a cache.db that is not a cache says so now
 
-    def _read_only_rows(self, keys: list) -> list:
-        """Rows for `keys` from a cache k2vv may not write (a read-only directory, someone else's
-        copy): SQLite opened read-only in place, never copied (a copy follows whatever links the
-        directory holds). `immutable` when even the WAL index cannot be created; then answers still
-        in an uncheckpointed cache.db-wal are not seen, and k2vv says so."""
+    def _execute(self):
+        """The SQL `execute` of the cache's connection: diskcache's own, or, for a cache k2vv may
+        not write (a read-only directory, someone else's copy), SQLite opened read-only in place,
+        never copied (a copy follows whatever links the directory holds). `immutable` when even the
+        WAL index cannot be created; then answers still in an uncheckpointed cache.db-wal are not
+        seen, and k2vv says so."""
         import sqlite3
+        if self._cache is not None:
+            return self._cache._sql  # diskcache's own connection
         if self._ro is None or self._ro_pid != os.getpid():
             db = self.directory / "cache.db"
             uri = "file:" + urllib.parse.quote(str(db.resolve()))
@@ -2081,12 +2084,20 @@ class ResponseCache:
                     self.damaged.append("cache.db-wal: answers not yet merged into cache.db cannot be read "
                                         "from a read-only directory (open it once where it is writable)")
             self._ro_pid = os.getpid()
+        return self._ro.execute
+
+    @staticmethod
+    def _select(execute, keys: list | None, limit: int = 0) -> list:
+        """(key, mode, filename, value) of the rows for `keys` (None: the first `limit` rows), as
+        diskcache's own `get` selects them."""
+        import sqlite3
+        where = f"key IN ({','.join('?' * len(keys))}) AND " if keys is not None else ""
         try:
-            return self._ro.execute(
-                f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(keys))})"
-                " AND (expire_time IS NULL OR expire_time > ?)", (*keys, time.time())).fetchall()
+            return execute(f"SELECT key, mode, filename, value FROM Cache WHERE {where}raw = 1 AND "
+                           f"(expire_time IS NULL OR expire_time > ?){f' LIMIT {int(limit)}' if limit else ''}",
+                           (*(keys or ()), time.time())).fetchall()
         except sqlite3.DatabaseError as err:
-            raise K2vvError(f"{self.directory}: not a usable k2vv cache ({str(err)[:120]})") from None
+            raise K2vvError(f"not a usable k2vv cache ({str(err)[:120]})") from None
 
     @property
     def path(self) -> Path:
@@ -2101,13 +2112,7 @@ class ResponseCache:
         bytes in the row, or a regular file inside the cache read without following links."""
         for start in range(0, len(keys), batch):
             chunk = keys[start:start + batch]
-            if self._cache is not None:
-                rows = self._cache._sql(  # diskcache's own connection and the query its `get` runs
-                    f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN "
-                    f"({','.join('?' * len(chunk))}) AND (expire_time IS NULL OR expire_time > ?)",
-                    (*chunk, time.time())).fetchall()
-            else:
-                rows = self._read_only_rows(chunk)
+            rows = self._rows(chunk)
             found = {}
             for key, mode, filename, value in rows:
                 try:
@@ -2116,6 +2121,24 @@ class ResponseCache:
                     self.damaged.append(f"{key[:12]}: {err}")
             for key in chunk:
                 yield self._decode(key, found.get(key))
+
+    def _rows(self, keys: list | None, limit: int = 0) -> list:
+        return self._select(self._execute(), keys, limit)
+
+    def count_present(self, keys: list) -> int:
+        """How many of `keys` have an entry (whether it decodes is the second pass's business)."""
+        return self._select(self._execute(), keys).__len__()
+
+    def endpoints(self, limit: int = 20_000) -> Counter:
+        """{(url, model): answers} over the first `limit` entries: what the cache holds answers
+        for, to say so when a job's settings find none (entries from before 0.1.0 name none)."""
+        found = Counter()
+        for key, mode, filename, value in self._rows(None, limit):
+            with contextlib.suppress(CacheDamage):
+                exchange = self._decode(key, cache_value(self.directory, mode, filename, value)) or {}
+                where = exchange.get("endpoint") if isinstance(exchange.get("endpoint"), dict) else {}
+                found[(str(where.get("url", "?")), str(where.get("model", "?")))] += 1
+        return found
 
     def _decode(self, key: str, raw) -> dict | None:
         if raw is None:
@@ -3015,7 +3038,8 @@ class Runner:
             try:
                 exchange, parsed = send_once(self._session(), self.provider.url, payload, self.headers, stream,
                                              self.timeout, self.secrets, self.deadlines, self.max_answer_bytes)
-                exchange.update(v=CACHE_VERSION, attempts=attempt, at=utc_now())
+                exchange.update(v=CACHE_VERSION, attempts=attempt, at=utc_now(),
+                                endpoint={"url": _public_url(self.provider.url), "model": self.provider.model})
                 self.any_success = True  # any answer, a rejection included: the endpoint works
                 return exchange, parsed, None, attempt, None
             except EndpointRefused as err:
@@ -3500,14 +3524,19 @@ def write_results(job: Job, cache: ResponseCache, baseline: Baseline | None,
     return summary
 
 
-def count_items(job: Job) -> int:
+def count_items(job: Job, cache: ResponseCache | None = None) -> tuple[int, int]:
     """The first pass of `run`: check every line, so one bad line stops the run before anything is
-    sent; returns how many (case, trial) items there are."""
-    errors = []
-    cases = sum(1 for _ in job.cases(errors))
+    sent; (how many (case, trial) items there are, how many of them `cache` answers already)."""
+    errors, cases, cached = [], 0, 0
+    for batch in _batched(enumerate(job.cases(errors)), SEND_BATCH):
+        cases += len(batch)
+        if cache is not None and not errors:
+            cached += cache.count_present([it.key for n, case in batch for it in job.items(case, n)])
     if errors:
         raise InputErrors(errors)
-    return cases * job.trials
+    if not cases:
+        raise K2vvError(f"{job.test_set.name}: no cases (no line that is not blank); nothing was sent")
+    return cases * job.trials, cached
 
 
 def cache_misses(job: Job, cache: ResponseCache, runner: Runner, refresh: bool, checked: int):
@@ -3603,7 +3632,7 @@ def render_progress(state: RunState, now: float) -> str:
             f"{state.retries} retries · {rate:.1f}/s · ETA {eta}")
 
 
-def render_summary(summary: dict) -> str:
+def render_summary(summary: dict, width: int = 80) -> str:
     """The terminal view of a summary: what was measured, how sure, and the verdict."""
     info = summary["k2vv"]
     total = summary["success_count"] + summary["failure_count"]
@@ -3612,8 +3641,9 @@ def render_summary(summary: dict) -> str:
              f"dataset {info.get('dataset')} (sha256 {str(info.get('dataset_sha256'))[:12]})"]
     missing = ", ".join(f"{responses[c]} {c}" for c in ("unanswered", "failed", "truncated", "rejected") if responses[c])
     lines.append(f"answered        {summary['success_count']}/{total}" + (f"  ({missing})" if missing else ""))
+    others = ", ".join(f"{k} {v}" for k, v in sorted(summary["finish_others_detail"].items()))
     lines.append(f"finish_reason   tool_calls {summary['finish_tool_calls']} · stop {summary['finish_stop']} · "
-                 f"others {summary['finish_others']}" + (f" {summary['finish_others_detail']}" if summary['finish_others'] else ""))
+                 f"others {summary['finish_others']}" + (f" ({others})" if others else ""))
     lines.append(f"schema_accuracy {_fmt(summary['schema_accuracy'])}{_ci_text(summary['schema_accuracy_ci'])}  "
                  f"({summary['successful_tool_call_count']} valid / "
                  f"{summary['successful_tool_call_count'] + summary['schema_validation_error_count']} triggered; "
@@ -3634,21 +3664,45 @@ def render_summary(summary: dict) -> str:
                      f"ttfb p50 {lat['ttfb_p50']:.0f}")
     retried = sum(v for k, v in summary["attempts"].items() if int(k) > 1)
     if retried:
-        lines.append(f"retried         {retried} answers needed more than one attempt {summary['attempts']}")
+        spread = ", ".join(f"{v} × {plural(int(k), 'attempt')}" for k, v in sorted(summary["attempts"].items(),
+                                                                             key=lambda kv: int(kv[0])))
+        lines.append(f"retried         {plural(retried, 'answer')} needed more than one attempt ({spread})")
     if summary.get("trials"):
         t = summary["trials"]
         lines.append(f"trials          k={t['k']} · pass@k {_fmt(t['pass_at_k'])} · pass^k {_fmt(t['pass_hat_k'])}")
     verdict = summary["verdict"]
     lines.append(f"verdict         {verdict['status'].upper()} — " + "; ".join(verdict["reasons"]))
-    return "\n".join(lines)
+    return "\n".join(wrapped(line, width) for line in lines)
 
 
-def render_providers(rows: list[dict]) -> str:
-    header = ("provider", "source", "base_url", "model", "key variable", "key set")
-    table = [header] + [(r["name"], r["source"], r["base_url"], r["model"], r["api_key_env"] or "-",
-                         r["key_set"]) for r in rows]
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)
+def wrapped(line: str, width: int, indent: int = 16) -> str:
+    """A summary line folded to `width` columns, continuation lines under the value column."""
+    import textwrap
+    return "\n".join(textwrap.wrap(line, width, subsequent_indent=" " * indent, break_on_hyphens=False)) or line
+
+
+def terminal_width() -> int:
+    import shutil
+    return max(40, min(shutil.get_terminal_size((80, 24)).columns, 160))
+
+
+def render_providers(rows: list[dict], width: int = 80) -> str:
+    """Two lines a provider, within `width` columns: its name and the key's state; then the model,
+    where it points and where the entry came from."""
+    def key_of(r):
+        return r["key"] + (f" ({r['api_key_env']})" if r["api_key_env"] and r["key"] != "no key needed" else "")
+    name_w = min(max(len(r["name"]) for r in rows), 24)
+    key_w = min(max(len(key_of(r)) for r in rows), 36)
+    lines = []
+    for r in rows:
+        lines.append(f"{_clip(r['name'], name_w):<{name_w}}  {_clip(key_of(r), key_w)}")
+        lines.append("    " + _clip(f"{r['model']} at {r['base_url']} · {r['source']}", width - 4))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _clip(text: str, width: int) -> str:
+    text = str(text)
+    return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
 
 
 # ---- 5b. commands -------------------------------------------------------------------------------
@@ -3664,7 +3718,7 @@ def _extra_body_arg(text: str | None) -> dict:
     try:
         value = read_json(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as err:
-        raise K2vvError(f"--extra-body is not JSON: {err.msg} at column {err.colno} "
+        raise K2vvError(f"--extra-body is not JSON: {err.msg} (column {err.colno}) "
                         "(expected an object such as '{\"top_k\": 1}')") from None
     except (ValueError, _NonStandard) as err:
         raise K2vvError(f"--extra-body is not standard JSON: {err}") from None
@@ -3754,7 +3808,7 @@ def _report_damage(cache: ResponseCache) -> None:
 
 
 def _emit(args, summary: dict) -> None:
-    print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else render_summary(summary))
+    print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else render_summary(summary, terminal_width()))
 
 
 def _progress_printer(stream=None):
@@ -3818,6 +3872,18 @@ def known_secrets(args) -> list[str]:
     return sorted({s for s in found if s and len(s) >= 4}, key=len, reverse=True)
 
 
+def holdings(endpoints: Counter) -> str:
+    """What a cache holds answers for, in words (for a job that found none)."""
+    if not endpoints:
+        return "it holds no answers at all"
+    named = [f"{url} · {model} ({plural(n, 'answer')})" for (url, model), n in endpoints.most_common(5)
+             if url != "?"]
+    if not named:
+        return "its answers do not record their endpoint (cached by an older k2vv)"
+    return ("it holds answers for " + "; ".join(named) + " (same --base-url and --model, then the same "
+            "test set and --temperature/--max-tokens/--extra-body/--trials, find them)")
+
+
 def check_writable(job: Job) -> None:
     """Every file a run writes can be written, before anything is sent (a summary that cannot be
     written after 4,000 requests is 4,000 requests lost)."""
@@ -3875,9 +3941,12 @@ def cmd_run(args) -> int:
     concurrency = args.concurrency or job.provider.concurrency or 5
     timeout = next(t for t in (args.timeout, job.provider.timeout, 600.0) if t is not None)
     baseline = resolve_baseline(args, job)
-    total = count_items(job)  # reads every line: a bad one stops here, with nothing written
-    check_writable(job)
     with open_cache(job.cache_dir) as cache:
+        total, cached = count_items(job, None if args.refresh else cache)  # a bad line stops here: nothing sent
+        check_writable(job)
+        print(f"k2vv: {job.provider.name} · {_public_url(job.provider.url)} · model {job.provider.model}\n"
+              f"      {plural(total, 'request')} ({cached} cached, {total - cached} to send) · concurrency "
+              f"{concurrency} · timeout {timeout:g} s · writing {job.out_dir}", file=sys.stderr)
         runner = Runner(job.provider, api_key, cache, job.results_path, concurrency=concurrency, timeout=timeout,
                         retries=args.retries, extra_body=job.extra_body, max_answer_bytes=args.max_answer_bytes,
                         progress=None if args.quiet else _progress_printer(),
@@ -3928,6 +3997,11 @@ def cmd_score(args) -> int:
     with open_cache(job.cache_dir, readonly=True) as cache:
         summary = fold_answers(job, cache, baseline, processes=score_processes(args.jobs, job.test_set))
         _report_damage(cache)
+        if not summary["k2vv"]["cases"]:
+            raise K2vvError(f"{job.test_set.name}: no cases (no line that is not blank); nothing to score")
+        if not summary["success_count"] + summary["classes"]["responses"]["rejected"]:
+            print(f"k2vv: {cache.directory} holds no answer for {_public_url(job.provider.url)} · "
+                  f"{job.provider.model} with these settings; {holdings(cache.endpoints())}", file=sys.stderr)
     write_json_atomic(job.summary_path, summary)
     _emit(args, summary)
     return exit_code_of(summary["verdict"])
@@ -4019,16 +4093,23 @@ def cmd_lint(args) -> int:
 def cmd_providers(args) -> int:
     rows = []
     for name, (entry, source) in sorted(known_providers(args.providers).items()):
-        env = entry.get("api_key_env")
-        key_set = "yes" if env and os.environ.get(env) else ("not needed" if not entry.get("api_key_required", True)
-                                                              else "NO")
-        rows.append({"name": name, "source": source, "base_url": entry.get("base_url", ""),
-                     "model": entry.get("model", ""), "api_key_env": env, "key_set": key_set})
-    rows.append({"name": "openrouter:<slug>", "source": "preset", "base_url": PRESETS["openrouter"]["base_url"],
-                 "model": PRESETS["openrouter"]["model"], "api_key_env": "OPENROUTER_API_KEY",
-                 "key_set": "yes" if os.environ.get("OPENROUTER_API_KEY") else "NO"})
-    print(json.dumps(rows, indent=2) if args.json else render_providers(rows))
+        rows.append(provider_row(name, source, entry))
+    rows.append(provider_row("openrouter:<slug>", "preset", PRESETS["openrouter"]))
+    print(json.dumps(rows, indent=2) if args.json else render_providers(rows, terminal_width()))
     return EXIT_PASS
+
+
+def provider_row(name: str, source: str, entry: dict) -> dict:
+    env = entry.get("api_key_env")
+    required = entry.get("api_key_required", True)
+    if env and os.environ.get(env):
+        key = "key set"
+    elif not required:
+        key = "no key needed"
+    else:
+        key = "key missing" if env else "key missing (the entry names no api_key_env)"
+    return {"name": name, "source": source, "base_url": entry.get("base_url", ""), "model": entry.get("model", ""),
+            "api_key_env": env, "key": key}
 
 
 def cmd_report(args) -> int:
@@ -4237,7 +4318,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputErrors as err:
         print(str(err), file=sys.stderr)
         files = sorted({e.path for e in err.errors})
-        print(f"k2vv: {len(err.errors)} problems in {', '.join(files)}; nothing was sent", file=sys.stderr)
+        print(f"k2vv: {plural(len(err.errors), 'problem')} in {', '.join(files)}; nothing was sent", file=sys.stderr)
         return err.exit_code
     except K2vvError as err:
         print(f"k2vv: {err}", file=sys.stderr)
