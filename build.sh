@@ -204,7 +204,7 @@ else:
             import k2vv
         except Exception:  # e.g. SyntaxError from newer syntax in k2vv.py
             pass
-        sys.stderr.write("k2vv: needs Python 3.10 or newer, found %d.%d (%s); run it with python3.10+\\n"
+        sys.stderr.write("k2vv: needs Python 3.10 or newer, found %d.%d (%s); install one beside it (RHEL/Rocky 9: dnf install python3.11; Ubuntu: the deadsnakes PPA; anywhere: pyenv install 3.11) and run python3.11 k2vv.pyz\\n"
                          % (sys.version_info[0], sys.version_info[1], sys.executable))
         sys.exit(2)
     import k2vv

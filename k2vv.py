@@ -26,8 +26,10 @@ from __future__ import annotations
 import sys
 
 if sys.version_info < (3, 10):  # before any import that would die with a traceback on old Pythons
-    sys.stderr.write("k2vv: needs Python 3.10 or newer, found %d.%d (%s); run it with python3.10+\n"
-                     % (sys.version_info[0], sys.version_info[1], sys.executable))
+    sys.stderr.write("k2vv: needs Python 3.10 or newer, found %d.%d (%s); install one beside it (RHEL/Rocky 9: "
+                     "dnf install python3.11; Ubuntu: the deadsnakes PPA; anywhere: pyenv install 3.11) and run "
+                     "k2vv with it, e.g. python3.11 k2vv.pyz\n" % (sys.version_info[0], sys.version_info[1],
+                                                                 sys.executable))
     sys.exit(2)
 
 import argparse
@@ -3884,6 +3886,30 @@ def holdings(endpoints: Counter) -> str:
             "test set and --temperature/--max-tokens/--extra-body/--trials, find them)")
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt(ignore: bool = False):
+    """SIGTERM (a CI timeout, `kill`) handled as Ctrl-C is: stop sending, flush, summarise, exit 130;
+    with `ignore`, both wait until the summary is written. Only the main thread can set handlers:
+    elsewhere (a caller's thread) this does nothing."""
+    import signal
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    handler = signal.SIG_IGN if ignore else interrupt
+    old_term = signal.signal(signal.SIGTERM, handler)
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if ignore else None
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        if old_int is not None:
+            signal.signal(signal.SIGINT, old_int)
+
+
 def check_writable(job: Job) -> None:
     """Every file a run writes can be written, before anything is sent (a summary that cannot be
     written after 4,000 requests is 4,000 requests lost)."""
@@ -3902,7 +3928,7 @@ def setup_fault_message(error_class: str, text: str, job: Job, cli_key: str | No
     """One line on why the endpoint cannot work, and where to look."""
     url = _public_url(job.provider.url)
     host = urllib.parse.urlsplit(url).hostname
-    said = f": {vendor_message(text)}" if text and vendor_message(text) else ""
+    said = f": {vendor_message(text).rstrip('.')}" if text and vendor_message(text) else ""
     key = ("--api-key" if cli_key else f"the environment variable {job.provider.api_key_env}"
            if job.provider.api_key_env else "no key (this provider entry names no api_key_env)")
     if error_class == "setup":
@@ -3936,8 +3962,6 @@ def cmd_run(args) -> int:
                         "does not support: it verifies the chat-completions API (drop the flag)")
     job = build_job(args)
     api_key = api_key_for(job.provider, args.api_key)
-    if not api_key and job.provider.api_key_env:
-        print(f"k2vv: note: {job.provider.api_key_env} is not set; sending without an API key", file=sys.stderr)
     concurrency = args.concurrency or job.provider.concurrency or 5
     timeout = next(t for t in (args.timeout, job.provider.timeout, 600.0) if t is not None)
     baseline = resolve_baseline(args, job)
@@ -3947,13 +3971,16 @@ def cmd_run(args) -> int:
         print(f"k2vv: {job.provider.name} · {_public_url(job.provider.url)} · model {job.provider.model}\n"
               f"      {plural(total, 'request')} ({cached} cached, {total - cached} to send) · concurrency "
               f"{concurrency} · timeout {timeout:g} s · writing {job.out_dir}", file=sys.stderr)
+        if not api_key and job.provider.api_key_env:
+            print(f"k2vv: note: {job.provider.api_key_env} is not set; sending without an API key", file=sys.stderr)
         runner = Runner(job.provider, api_key, cache, job.results_path, concurrency=concurrency, timeout=timeout,
                         retries=args.retries, extra_body=job.extra_body, max_answer_bytes=args.max_answer_bytes,
                         progress=None if args.quiet else _progress_printer(),
                         notify=lambda text: print(f"\nk2vv: {text}", file=sys.stderr, flush=True))
         interrupted = False
         try:
-            runner.run(cache_misses(job, cache, runner, args.refresh, total), total)
+            with sigterm_as_interrupt():
+                runner.run(cache_misses(job, cache, runner, args.refresh, total), total)
         except KeyboardInterrupt:
             interrupted = True
         _report_damage(cache)
@@ -3970,10 +3997,16 @@ def cmd_run(args) -> int:
             print(f"k2vv: {setup_fault_message(*runner.fatal, job, args.api_key)}; stopped after "
                   f"{plural(runner.state.sent, 'request')}, nothing was scored", file=sys.stderr)
             return EXIT_USAGE
-        summary = write_results(job, cache, baseline, runner.recorder if runner.recorder.finished else None)
-    write_json_atomic(job.summary_path, summary)
+        with sigterm_as_interrupt(ignore=True):  # a second signal must not cut the summary short
+            summary = write_results(job, cache, baseline, runner.recorder if runner.recorder.finished else None)
+            stopped = interrupted or runner.stop.is_set()
+            if stopped:
+                summary["verdict"] = dict(summary["verdict"], status="incomplete", reasons=[
+                    f"interrupted: {summary['success_count']} of {plural(total, 'request')} answered; run the "
+                    "same command again to finish (cached answers are not sent again)"])
+            write_json_atomic(job.summary_path, summary)
     _emit(args, summary)
-    if interrupted or runner.stop.is_set():
+    if stopped:
         print(f"k2vv: interrupted; answers so far are cached. Resume with: {resume_command(args.argv, api_key)}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -4116,7 +4149,7 @@ def cmd_report(args) -> int:
     from k2vv_report import REPORT_FILES, render_report_table
     runs = [Path(r) for r in args.runs] or sorted(p.parent for p in Path("runs").glob("*/summary.json"))
     report = write_report(runs, Path(args.out))
-    print(render_report_table(report))
+    print(render_report_table(report, terminal_width()))
     print(f"\nk2vv: wrote {', '.join(str(Path(args.out) / f) for f in REPORT_FILES)}", file=sys.stderr)
     return EXIT_PASS
 
@@ -4163,7 +4196,7 @@ def cmd_demo(args) -> int:
         import shutil
         shutil.rmtree(cache, ignore_errors=True)
     report = write_report([out / p for p in PERSONALITIES], out / "report")
-    print(render_report_table(report))
+    print(render_report_table(report, terminal_width()))
     print(f"\nk2vv demo: done in {time.monotonic() - started:.1f} s; report in "
           f"{out / 'report' / 'report.html'} (and .md, .json); per-vendor runs in {out}/<vendor>/", file=sys.stderr)
     return EXIT_PASS

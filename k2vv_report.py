@@ -204,33 +204,43 @@ def _how_to_read(report: dict) -> str:
 
 # ---- 3. report: terminal ---------------------------------------------------------------------
 
-def render_report_table(report: dict) -> str:
-    """The leaderboard for a terminal: aligned columns (wide characters counted twice), fractions as
-    `k2vv run` prints them, then each provider's top failure classes. Untrusted text is sanitised."""
+def render_report_table(report: dict, width: int = 80) -> str:
+    """The leaderboard for a terminal, within `width` columns (wide characters counted twice): a
+    value and its interval as `0.621 [0.56, 0.68]`, then each provider's top failure classes.
+    Untrusted text is sanitised."""
     g = report["generated"]
-    head = (f"k2vv {_plain(g['k2vv_version'])} report · dataset {_plain(g['dataset'], 60)} "
-            f"(sha256 {_plain(g['dataset_sha256'])[:12]}) · baseline {_plain(report['baseline']) or 'none'}")
-    lines = [head]
+    lines = [_fit(f"k2vv {_plain(g['k2vv_version'])} report · baseline {_plain(report['baseline']) or 'none'}", width),
+             _fit(f"dataset {_plain(g['dataset'])} (sha256 {_plain(g['dataset_sha256'])[:12]})", width)]
     if report["thresholds"]:
-        lines.append("thresholds " + _thresholds_text(report["thresholds"]))
-    header = ("provider", "F1 [95% CI]", "tool_calls", "schema_acc [95% CI]", "coverage", "retries", "verdict")
+        lines.append(_fit("thresholds " + _thresholds_text(report["thresholds"]), width))
+    header = ("provider", "F1 [95% CI]", "calls", "schema [95% CI]", "cover", "retry", "verdict")
     right = (False, False, True, False, True, True, False)
-    table = [header] + [(
-        _fit(_plain(row["provider"]), 28), _f1_text(row, pct=False), str(row["count_finish_reason_tool_calls"]),
-        _frac(row["schema_accuracy"]) + _ci_text(row["schema_accuracy_ci"]), _frac(row["coverage"]),
-        str(row["retries"]), row["verdict"]["status"].upper()) for row in report["rows"]]
-    widths = [max(_cols(line[i]) for line in table) for i in range(len(header))]
-    for line in table:
-        lines.append("  ".join(_pad(c, w, r) for c, w, r in zip(line, widths, right)).rstrip())
+    rows = [(_plain(row["provider"]), _short_f1(row), str(row["count_finish_reason_tool_calls"]),
+             _short(row["schema_accuracy"], row["schema_accuracy_ci"]), _frac(row["coverage"], 2),
+             str(row["retries"]), row["verdict"]["status"].upper()) for row in report["rows"]]
+    widths = [max(_cols(line[i]) for line in [header] + rows) for i in range(len(header))]
+    widths[0] = max(8, min(widths[0], width - sum(widths[1:]) - 2 * (len(header) - 1)))
+    for line in [header] + rows:
+        cells = [_fit(line[0], widths[0])] + list(line[1:])
+        lines.append("  ".join(_pad(c, w, r) for c, w, r in zip(cells, widths, right)).rstrip())
     lines.append("top failures")
-    name_width = max([_cols(_fit(_plain(row["provider"]), 28)) for row in report["rows"]] + [0])
-    for row in report["rows"]:
+    for row, line in zip(report["rows"], rows):
         top = " · ".join(f"{f['class']} {f['count']}" for f in row["top_failures"][:REPORT_TOP]) or "none"
-        lines.append(f"  {_pad(_fit(_plain(row['provider']), 28), name_width)}  {top}")
+        lines.append(_fit(f"  {_pad(_fit(line[0], widths[0]), widths[0])}  {top}", width))
     if not report["thresholds"]:
-        for row in report["rows"]:
-            lines.append(f"thresholds {_fit(_plain(row['provider']), 28)}: {_thresholds_text(row['thresholds'])}")
+        for row, line in zip(report["rows"], rows):
+            lines.append(_fit(f"thresholds {line[0]}: {_thresholds_text(row['thresholds'])}", width))
     return "\n".join(lines)
+
+
+def _short(x, ci) -> str:
+    return _frac(x) + ("" if not ci else f" [{ci[0]:.2f}, {ci[1]:.2f}]")
+
+
+def _short_f1(row: dict) -> str:
+    if row["tool_call_f1"] is None:
+        return "- (baseline)" if row["is_baseline"] else "-"
+    return _short(row["tool_call_f1"], row["f1_ci"])
 
 
 # ---- 4. report: Markdown ---------------------------------------------------------------------
@@ -335,7 +345,7 @@ svg .on-bar{fill:var(--on-bar);font-size:11px}
 .schema.threshold,.schema.legend-threshold{stroke:var(--schema)}
 svg text.pass,.pass{fill:var(--pass);color:var(--pass)}
 svg text.fail,.fail{fill:var(--fail);color:var(--fail)}
-svg text.inconclusive,.inconclusive{fill:var(--inconclusive);color:var(--inconclusive)}
+svg text.inconclusive,.inconclusive,svg text.incomplete,.incomplete{fill:var(--inconclusive);color:var(--inconclusive)}
 .scroll{overflow-x:auto;border:1px solid var(--line);border-radius:6px}
 table{border-collapse:separate;border-spacing:0;width:100%;font-size:.9rem}
 caption{caption-side:top;text-align:left;padding:.5rem .6rem;color:var(--muted);position:sticky;left:0;max-width:calc(100vw - 2rem)}
@@ -346,7 +356,7 @@ thead th{background:var(--panel);font-size:.8rem;white-space:normal;vertical-ali
 .model{display:block;color:var(--muted);font-size:.8rem}
 .provider{white-space:normal;min-width:7.5rem;max-width:11rem;overflow-wrap:anywhere;position:sticky;left:0;background:var(--bg);z-index:1}
 thead .provider{background:var(--panel)}
-td.endpoint{white-space:normal;min-width:15rem;max-width:22rem;overflow-wrap:anywhere}
+td.endpoint{white-space:normal;min-width:10rem;max-width:22rem;overflow-wrap:anywhere}
 @media (max-width:40rem){td.endpoint{min-width:9rem;font-size:.8rem}}
 .badge{display:inline-block;padding:0 .5rem;border:1px solid currentColor;border-radius:999px;font-size:.8rem;font-weight:600}
 details{border:1px solid var(--line);border-radius:6px;background:var(--panel);padding:.5rem .75rem;margin:.5rem 0}
@@ -485,7 +495,10 @@ def render_report_html(report: dict) -> str:
            '<div class="scroll" role="region" aria-labelledby="table-caption" tabindex="0">', "<table>",
            '<caption id="table-caption">Best first: pass, then tool_call_f1, then schema_accuracy</caption>',
            "<thead><tr>"]
-    headers = REPORT_MD_COLUMNS[:7] + ("retries", "verdict")
+    # The verdict next to the provider, endpoint last: what a reader came for is visible at any width
+    # (1280 px shows every column; 390 px shows provider, verdict and F1 before the table scrolls).
+    provider, endpoint, f1_col, calls, successes, schema_col, coverage = REPORT_MD_COLUMNS[:7]
+    headers = (provider, "verdict", f1_col, schema_col, calls, successes, coverage, "retries", endpoint)
     for i, label in enumerate(headers):  # <wbr> lets K2VV's long names wrap at their underscores
         cls = ' class="provider"' if i == 0 else ' class="num"' if 2 <= i <= 7 else ""
         out.append(f'<th scope="col"{cls}>{label.replace("_", "_<wbr>")}</th>')
@@ -498,15 +511,15 @@ def render_report_html(report: dict) -> str:
         model = f'<span class="model">{_h(row["model"])}</span>' if len(models) > 1 else ""
         out.append(
             f'<tr><th scope="row" class="provider">{_h(row["provider"])}{model}</th>'
-            f'<td class="endpoint">{_h(row["endpoint"])}</td>'
+            f'<td><span class="badge {status}">{status}</span></td>'
             f'<td class="num">{f1}<span class="ci">{_h(f1_ci)}</span></td>'
-            f'<td class="num">{_h(row["count_finish_reason_tool_calls"])}</td>'
-            f'<td class="num">{_h(row["count_successful_tool_call"])}</td>'
             f'<td class="num">{_pct(row["schema_accuracy"])}'
             f'<span class="ci">{_h(_pct_ci(row["schema_accuracy_ci"]).strip())}</span></td>'
+            f'<td class="num">{_h(row["count_finish_reason_tool_calls"])}</td>'
+            f'<td class="num">{_h(row["count_successful_tool_call"])}</td>'
             f'<td class="num">{_pct(row["coverage"])}<span class="ci">{_h(row["coverage_basis"])}</span></td>'
             f'<td class="num">{_h(row["retries"])}</td>'
-            f'<td><span class="badge {status}">{status}</span></td></tr>')
+            f'<td class="endpoint">{_h(row["endpoint"])}</td></tr>')
     out += ["</tbody>", "</table>", "</div>", "</section>",
             '<section aria-labelledby="failures-h">', '<h2 id="failures-h">Failures by provider</h2>']
     for row in rows:

@@ -1233,8 +1233,8 @@ class SimVendor:
     # -- answering --
     def _respond(self, handler, body, number: int, attempt: int) -> None:
         path = urllib.parse.urlsplit(handler.path).path.rstrip("/")
-        if path not in ("/v1/chat/completions", "/chat/completions"):
-            return handler._send(*_sim_error(404, {}), number)
+        if path not in ("/v1/chat/completions", "/chat/completions"):  # an unknown route, as FastAPI says it
+            return handler._send(404, "application/json", b'{"detail":"Not Found"}', number)
         if not isinstance(body, dict):
             error = {"error": {"message": "The request body is not a JSON object.",
                                "type": "invalid_request_error", "param": None, "code": None}}

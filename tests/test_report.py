@@ -404,3 +404,41 @@ def test_page_renders_in_headless_chromium(tmp_path, name, width):
     assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
     assert is_png(shot) == (width, 1600)
     assert shot.stat().st_size > 20_000  # a blank page compresses to a few KB
+
+
+MEASURE = """<script>
+const box = document.querySelector('.scroll').getBoundingClientRect();
+const seen = [...document.querySelectorAll('tbody tr')].map(tr => {
+  const badge = tr.querySelector('.badge').getBoundingClientRect();
+  const name = tr.querySelector('th.provider').getBoundingClientRect();
+  return {badge_right: badge.right, name_right: name.right, name_left: name.left};
+});
+const out = document.createElement('pre');
+out.id = 'measured';
+out.textContent = JSON.stringify({box_right: box.right, box_left: box.left, view: innerWidth, rows: seen});
+document.body.appendChild(out);
+</script>"""
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install -y chromium)")
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_verdict_is_visible_without_scrolling(tmp_path, width):
+    """Laid out by Chromium at a laptop's and a phone's width, every row's provider and verdict
+    badge sit inside the table's visible box (measured by a script added to a test copy of the page:
+    the report itself carries none). Headless Chromium lays a page out at least 500 px wide, so the
+    phone case measures the narrowest layout Chromium gives."""
+    rows = entries()
+    for i, entry in enumerate(rows):  # endpoints as long as real ones (an OpenRouter-style URL)
+        entry["summary"]["k2vv"]["base_url"] = f"https://openrouter.example/api/v1/vendor-{i}/chat/completions"
+    report = CHECK_REPORT(k2vv_report.build_report(rows, "reference", GENERATED))
+    page = tmp_path / "measured.html"
+    page.write_text(k2vv_report.render_report_html(report).replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    dump = chromium("--dump-dom", "--virtual-time-budget=3000", f"--window-size={width},900", page.as_uri(),
+                    tmp_path=tmp_path)
+    assert dump.returncode == 0, dump.stderr[-2000:]
+    found = re.search(r'<pre id="measured">(.*?)</pre>', dump.stdout, re.S)
+    assert found, dump.stdout[-2000:]
+    measured = json.loads(html.unescape(found.group(1)))
+    assert measured["rows"], measured
+    for row in measured["rows"]:
+        assert measured["box_left"] <= row["name_left"] and row["badge_right"] <= measured["box_right"], measured

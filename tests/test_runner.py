@@ -351,14 +351,15 @@ def test_identical_failed_requests_keep_their_own_results_lines(tmp_path):
     assert all(l["error_class"] == "http_500" and l["status"] == "failed" for l in lines)
 
 
-def test_ctrl_c_flushes_prints_the_resume_command_and_exits_130(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_and_sigterm_flush_summarise_as_incomplete_and_exit_130(tmp_path, signum):
     with k2vv_sim.SimVendor("reference", script=lambda body, attempt: "slow:0.1") as v:
         args = run_args(v, tmp_path, "--concurrency", "2", "--api-key", FAKE_KEY)
         proc = subprocess.Popen([sys.executable, str(ROOT / "k2vv.py"), *args], cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         journal = tmp_path / "out" / "results.jsonl"
         wait_until(lambda: lines_in(journal) >= 4, "4 results lines journaled", proc=proc)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
         assert "Resume with: k2vv run --base-url" in err and FAKE_KEY not in err + out
@@ -367,6 +368,7 @@ def test_ctrl_c_flushes_prints_the_resume_command_and_exits_130(tmp_path):
         assert sent < int(LIMIT)
         summary = read_summary(tmp_path)
         assert 0 < summary["success_count"] < int(LIMIT)
+        assert summary["verdict"]["status"] == "incomplete" and "INCOMPLETE" in out
         v.script = None
         assert k2vv.main(run_args(v, tmp_path)) == NO_BASELINE
         assert len(v.received) - sent == int(LIMIT) - summary["success_count"]
