@@ -69,6 +69,9 @@ EXIT_INTERNAL = 70  # a bug in k2vv (sysexits EX_SOFTWARE): never 1, which CI re
 
 # Statuses worth another attempt (DESIGN §7). 529 is Anthropic-style "overloaded", seen at gateways.
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+# A vendor saying "too many": the runner's pace shrinks (Pace). While the run as a whole makes
+# progress, a 429 does not count against a request's retries (503/529 still do: they may be down).
+LIMITED_STATUSES = frozenset({429, 503, 529})
 # Definitive rejections of the request itself: the vendor's answer, cached and scored as `rejected`.
 REJECT_STATUSES = frozenset({400, 413, 422})
 # Keys a test-set line may carry for k2vv only; never sent (DESIGN §3).
@@ -78,6 +81,8 @@ CASE_KEYS = frozenset(("messages", "tools"))
 # finish_reason values of the OpenAI API; anything else is a conformance finding.
 STANDARD_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 REQUEST_TIME_CAP = 900.0  # seconds one request may take over all its attempts (a persistent 429 ends)
+PROGRESS_WINDOW = 120.0  # a run answered within this many seconds is "making progress" (429s cost no retry)
+DEFAULT_CONCURRENCY = 32  # a ceiling: the Pace finds what the vendor sustains below it
 MAX_CONCURRENCY = 1024  # threads; more is a typo, not a plan (each holds a socket and a stack)
 MAX_ANSWER_BYTES = 16 * 2 ** 20  # one answer's body, decoded: more is `too_large`, never held in memory
 READ_SIZE = 65536  # bytes asked of the socket at a time
@@ -205,6 +210,7 @@ class Outcome:
     attempts: int = 0
     at: str | None = None
     completion: dict | None = None
+    pace: dict | None = None  # {limit, ceiling, rate_limited} when the answer was fetched
 
     @property
     def answered(self) -> bool:
@@ -234,9 +240,14 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+# How k2vv writes a lone surrogate (`"\\ud800"` is valid JSON but not Unicode: a vendor may send it):
+# as that very JSON escape, so the bytes stay UTF-8 and read back to the same string.
+UNPAIRED = "backslashreplace"
+
+
 def canonical_json(obj) -> bytes:
     """Sorted keys, compact, UTF-8: the one byte form k2vv hashes, so equal values hash equal."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", UNPAIRED)
 
 
 def sorted_object(pairs: list) -> dict:
@@ -809,6 +820,7 @@ class ToolSchema:
     draft: str = DRAFT07
     deferred: dict | None = None
     used: bool = False
+    faults: tuple = ()  # SchemaFault: where a failure is the dataset's, not the provider's
 
 
 ACCEPT_ANY = ToolSchema(None)
@@ -987,8 +999,14 @@ def tool_schema(parameters) -> ToolSchema:
     key = sha256_hex(canonical_json(parameters))
     found = _SCHEMA_CACHE.get(key)
     if found is None:
-        found = ToolSchema(None, deferred=parameters) if _deferrable(parameters) else \
-            compile_tool_schema(parameters, _VALIDATOR_OF_SHAPE)
+        faults = tuple(schema_faults(parameters))
+        whole = next((f for f in faults if f.hangs or f.reach is None), None)
+        if whole is not None:  # never run it: a pattern that may hang, or a fault that reaches anywhere
+            found = ToolSchema(None, whole.text(), faults=faults)
+        else:
+            found = ToolSchema(None, deferred=parameters) if _deferrable(parameters) else \
+                compile_tool_schema(parameters, _VALIDATOR_OF_SHAPE)
+            found.faults = faults
         _SCHEMA_CACHE[key] = found
     return found
 
@@ -1032,33 +1050,68 @@ def check_instance(schema: ToolSchema, instance) -> tuple[str, str] | None:
 
 # ---- 2d''. dataset faults: schemas no value satisfies, patterns that cannot be judged in time ---
 
-def schema_fault(schema) -> tuple[str, str] | None:
-    """Where and why a tool schema is the dataset's fault rather than a question a vendor can answer: a
-    `pattern` that can backtrack catastrophically (`^(a+)+$` holds the interpreter for minutes on
-    40 characters, and Python's regex engine cannot be interrupted), an `enum` none of whose values
-    has the declared type, or `required` naming a property that `additionalProperties: false`
-    forbids: (JSON pointer into the schema, what is wrong), or None when there is no such fault.
-    Calls that reach it are unscored, and `lint` names it."""
+@dataclass(frozen=True, slots=True)
+class SchemaFault:
+    """A place in a tool schema that is the dataset's fault. `reach`: the instance locations it
+    governs (property names, `*` for any array item), or None when that cannot be said simply
+    (under allOf, a $ref target, ...): then every call of the tool is unscored. `hangs`: judging
+    it could take unbounded time, so no call of the tool is judged."""
+    where: str
+    problem: str
+    reach: tuple | None
+    hangs: bool = False
+
+    def text(self) -> str:
+        return f"{self.problem} at {self.where}"
+
+
+def schema_faults(schema) -> list[SchemaFault]:
+    """Where and why a tool schema is the dataset's fault rather than a question a vendor can
+    answer: a `pattern` that can backtrack catastrophically (`^(a+)+$` holds the interpreter for
+    minutes on 40 characters, and Python's regex engine cannot be interrupted), an `enum` none of
+    whose values has the declared type, or `required` naming a property that
+    `additionalProperties: false` forbids. Calls that reach one are unscored; `lint` names each."""
     if not isinstance(schema, dict):
-        return None
-    stack, seen = [(schema, "")], 0
+        return []
+    found, stack, seen = [], [(schema, "", ())], 0
     while stack and seen < 10_000:
-        node, where = stack.pop()
+        node, where, reach = stack.pop()
         seen += 1
-        problem = _node_fault(node)
+        problem, hangs = _node_fault(node)
         if problem:
-            return where or "/", problem
+            found.append(SchemaFault(where or "/", problem, reach, hangs))
         for key in _SUBSCHEMA_ONE:
             if isinstance(node.get(key), dict):
-                stack.append((node[key], f"{where}/{key}"))
+                stack.append((node[key], f"{where}/{key}", _reach(reach, key, None)))
         for key in _SUBSCHEMA_LIST:
             if isinstance(node.get(key), list):
-                stack.extend((s, f"{where}/{key}/{i}") for i, s in enumerate(node[key]) if isinstance(s, dict))
+                stack.extend((sub, f"{where}/{key}/{i}", None) for i, sub in enumerate(node[key])
+                             if isinstance(sub, dict))
         for key in _SUBSCHEMA_MAP:
             if isinstance(node.get(key), dict):
-                stack.extend((s, f"{where}/{key}/{_pointer_part(n)}") for n, s in node[key].items()
-                             if isinstance(s, dict))
+                stack.extend((sub, f"{where}/{key}/{_pointer_part(n)}", _reach(reach, key, n))
+                             for n, sub in node[key].items() if isinstance(sub, dict))
+    return sorted(found, key=lambda f: f.where)
+
+
+def _reach(reach: tuple | None, key: str, name) -> tuple | None:
+    """The instance locations a subschema governs, one step further; None once it is not simple."""
+    if reach is None:
+        return None
+    if key == "properties":
+        return reach + (str(name),)
+    if key in ("items", "additionalItems"):
+        return reach + ("*",)
     return None
+
+
+def fault_reached(fault: SchemaFault, pointer: str | None) -> bool:
+    """Whether a validation failure at JSON pointer `pointer` (of the instance) lies where `fault`
+    governs: then it is the dataset's fault, not the provider's."""
+    if fault.reach is None or pointer is None:
+        return True
+    parts = [] if pointer in ("", "/") else [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+    return len(parts) >= len(fault.reach) and all(r in ("*", p) for r, p in zip(fault.reach, parts))
 
 
 def fault_is_unavoidable(schema: dict, where: str) -> bool:
@@ -1085,19 +1138,19 @@ _JSON_TYPE_CHECKS = {"string": lambda v: isinstance(v, str), "object": lambda v:
                      "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _node_fault(node: dict) -> str | None:
+def _node_fault(node: dict) -> tuple[str | None, bool]:
     patterns = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
     if isinstance(node.get("patternProperties"), dict):
         patterns += [p for p in node["patternProperties"] if isinstance(p, str)]
     for pattern in patterns:
         risk = catastrophic_pattern(pattern) if len(pattern) < 1000 else "is over 1,000 characters"
         if risk:
-            return f"pattern {pattern[:60]!r} {risk}: k2vv cannot judge it in bounded time"
+            return f"pattern {pattern[:60]!r} {risk}: k2vv cannot judge it in bounded time", True
     kind, enum = node.get("type"), node.get("enum")
     kinds = kind if isinstance(kind, list) else [kind] if isinstance(kind, str) else None
     if kinds and all(k in _JSON_TYPE_CHECKS for k in kinds) and isinstance(enum, list) and enum \
             and not any(_JSON_TYPE_CHECKS[k](v) for k in kinds for v in enum):
-        return f"no enum value is of type {'/'.join(kinds)}, so no value can be valid"
+        return f"no enum value is of type {'/'.join(kinds)}, so no value can be valid", False
     props, required = node.get("properties"), node.get("required")
     if node.get("additionalProperties") is False and isinstance(required, list) \
             and not node.get("patternProperties"):
@@ -1105,8 +1158,8 @@ def _node_fault(node: dict) -> str | None:
         missing = [r for r in required if isinstance(r, str) and r not in known]
         if missing:
             return (f"required {', '.join(map(repr, missing[:3]))} is not among the properties "
-                    "and additionalProperties is false, so no value can be valid")
-    return None
+                    "and additionalProperties is false, so no value can be valid"), False
+    return None, False
 
 
 def catastrophic_pattern(pattern: str) -> str | None:
@@ -1275,6 +1328,9 @@ def classify_call(call: dict, tools: dict) -> CallResult:
     if compiled.unscored:  # also a deferred schema that failed to compile just now
         return CallResult(name, "unscored", message=compiled.unscored, findings=findings)
     if failure:
+        reached = next((f for f in compiled.faults if fault_reached(f, failure[0])), None)
+        if reached is not None:  # it failed where the schema itself cannot be satisfied
+            return CallResult(name, "unscored", message=f"the dataset's fault: {reached.text()}", findings=findings)
         return CallResult(name, "schema_mismatch", pointer=failure[0], message=failure[1], findings=findings)
     return CallResult(name, "valid", findings=findings)
 
@@ -1295,7 +1351,8 @@ def score_exchange(body: dict, exchange: dict | None, keep_completion: bool = Tr
     `parsed` is the exchange's answer when the caller has parsed it already (the runner has)."""
     if exchange is None:
         return Outcome("unanswered")
-    meta = {"timing": exchange.get("timing"), "attempts": exchange.get("attempts", 0), "at": exchange.get("at")}
+    meta = {"timing": exchange.get("timing"), "attempts": exchange.get("attempts", 0), "at": exchange.get("at"),
+            "pace": exchange.get("pace") if isinstance(exchange.get("pace"), dict) else None}
     status = exchange.get("status")
     if status in REJECT_STATUSES:
         return Outcome("rejected", error_class=f"http_{status}", detail=str(exchange.get("text") or "")[:2000] or None,
@@ -1605,6 +1662,7 @@ class Tally:
         self.responses, self.call_classes, self.findings, self.finish = Counter(), Counter(), Counter(), Counter()
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         self.usage_sources, self.attempts = Counter(), Counter()
+        self.limits, self.rate_limited, self.ceiling = Counter(), 0, 0  # the runner's pace, per answer
         self.totals, self.ttfbs = [], []
         self.first = self.last = None  # (at, total_ms) of the earliest and the latest answer
         self.scored_calls = self.valid_calls = 0
@@ -1619,6 +1677,11 @@ class Tally:
             self.findings.update(out.findings)
         if out.attempts:
             self.attempts[str(out.attempts)] += 1
+        if out.pace:
+            limit, ceiling, limited = (out.pace.get(k) for k in ("limit", "ceiling", "rate_limited"))
+            if isinstance(limit, int) and isinstance(ceiling, int) and isinstance(limited, int):
+                self.limits[limit] += 1
+                self.ceiling, self.rate_limited = max(self.ceiling, ceiling), self.rate_limited + limited
         if out.at:
             stamp = (out.at, (out.timing or {}).get("total_ms") or 0)
             self.first = stamp if self.first is None else min(self.first, stamp)
@@ -1675,8 +1738,9 @@ class Tally:
         for mine, theirs in ((self.responses, other.responses), (self.call_classes, other.call_classes),
                              (self.findings, other.findings), (self.finish, other.finish),
                              (self.usage_sources, other.usage_sources), (self.attempts, other.attempts),
-                             (self.per_case, other.per_case)):
+                             (self.per_case, other.per_case), (self.limits, other.limits)):
             mine.update(theirs)
+        self.ceiling, self.rate_limited = max(self.ceiling, other.ceiling), self.rate_limited + other.rate_limited
         for key in self.usage:
             self.usage[key] += other.usage[key]
         self.totals += other.totals
@@ -1687,6 +1751,24 @@ class Tally:
         self.last = max(stamps) if stamps else None
         for name in ("scored_calls", "valid_calls", "pass_any", "pass_all", "tp", "fp", "fn", "tn", "names_equal"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def runner(self) -> dict | None:
+        """How the runner went, from what each cached answer recorded of it (so `score` gives the
+        same block): the ceiling, the limit most answers were sent at, the vendor's "too many"s
+        before those answers, attempts per answer."""
+        if not self.limits:
+            return None
+        answers = sum(self.limits.values())
+        middle, seen, settled = (answers + 1) // 2, 0, 0
+        for limit in sorted(self.limits):
+            seen += self.limits[limit]
+            if seen >= middle:
+                settled = limit
+                break
+        attempted = sum(self.attempts.values())
+        return {"concurrency_ceiling": self.ceiling, "concurrency_settled": settled, "rate_limited": self.rate_limited,
+                "attempts_histogram": dict(sorted(self.attempts.items(), key=lambda kv: int(kv[0]))),
+                "first_attempt_success": _round(self.attempts["1"] / attempted) if attempted else None}
 
     def comparison(self) -> dict:
         """TP/FP/FN/TN over (case, trial) pairs where both sides answered, with coverage = scored
@@ -1744,6 +1826,7 @@ class Tally:
             "latency": {"p50": percentile(totals, 50), "p90": percentile(totals, 90),
                         "p99": percentile(totals, 99), "ttfb_p50": percentile(ttfbs, 50)},
             "attempts": dict(sorted(self.attempts.items(), key=lambda kv: int(kv[0]))),
+            "runner": self.runner(),
             "baseline": comparison,
             "trials": None,
             "verdict": decide_verdict(schema_ci, success / total if total else None, comparison, thresholds),
@@ -1948,7 +2031,7 @@ def write_json_atomic(path: Path, obj) -> None:
     """Write JSON next to its final name and rename, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8", errors=UNPAIRED)
     os.replace(tmp, path)
 
 
@@ -2388,10 +2471,13 @@ def check_base_url(url: str, source: str) -> str:
 # ---- 3d. the runner: thread pool, retries, journal, progress ----------------------------------------
 
 class Transient(Exception):
-    """A failed attempt worth retrying: error class and an optional server-requested delay."""
-    def __init__(self, error_class: str, retry_after: float | None = None, status: int | None = None):
+    """A failed attempt worth retrying: error class and an optional server-requested delay.
+    `limited`: the vendor said "too many" (429/503/529, or a spent rate-limit budget)."""
+    def __init__(self, error_class: str, retry_after: float | None = None, status: int | None = None,
+                 limited: bool = False, budget: float | None = None):
         super().__init__(error_class)
         self.error_class, self.retry_after, self.status = error_class, retry_after, status
+        self.limited, self.budget = limited, budget  # budget: seconds until a spent budget is back (all wait)
 
 
 class EndpointRefused(Exception):
@@ -2641,21 +2727,22 @@ def split_lines(chunks):
 
 
 def send_once(session, url: str, payload: bytes, headers: dict, stream: bool, timeout: float,
-              secrets: tuple, deadlines: Deadlines, cap: int = MAX_ANSWER_BYTES) -> tuple[dict, Parsed | None]:
-    """One HTTP attempt -> (final exchange dict, its parsed answer or None for a rejection), or
-    Transient/EndpointRefused/NotRetryable. The parse that proves an answer complete is returned, so
-    the runner scores it without parsing it again. The one place where `requests` and socket
-    exceptions become k2vv error classes (STYLE §5). Bounded: `timeout` seconds for the whole
-    answer (Deadlines), `cap` bytes of body (`too_large`)."""
+              secrets: tuple, deadlines: Deadlines,
+              cap: int = MAX_ANSWER_BYTES) -> tuple[dict, Parsed | None, float | None]:
+    """One HTTP attempt -> (final exchange dict, its parsed answer or None for a rejection, seconds
+    until a spent rate-limit budget is back or None), or Transient/EndpointRefused/NotRetryable.
+    The parse that proves an answer complete is returned, so the runner scores it without parsing
+    it again. The one place where `requests` and socket exceptions become k2vv error classes (STYLE
+    §5). Bounded: `timeout` seconds for the whole answer (Deadlines), `cap` bytes of body
+    (`too_large`). Timed from before sending to the last byte, before any parsing."""
     started = time.monotonic()
     with deadlines.watching(Attempt(started + timeout)) as attempt:
-        exchange, parsed, kept, ttfb = _attempt(session, url, payload, headers, stream, secrets, cap, timeout,
-                                                attempt)
-    done = time.monotonic()
+        exchange, parsed, kept, ttfb, done, budget = _attempt(session, url, payload, headers, stream, secrets, cap,
+                                                              timeout, attempt)
     exchange["headers"] = kept
     exchange["timing"] = {"ttfb_ms": round(((ttfb or done) - started) * 1000, 1),
                           "total_ms": round((done - started) * 1000, 1)}
-    return exchange, parsed
+    return exchange, parsed, budget
 
 
 def _attempt(session, url, payload, headers, stream, secrets, cap, timeout, attempt):
@@ -2685,16 +2772,21 @@ def _attempt(session, url, payload, headers, stream, secrets, cap, timeout, atte
                 if status in (401, 403, 404):
                     raise EndpointRefused(f"http_{status}", status, text)
                 if status in RETRY_STATUSES or status >= 500:
-                    raise Transient(f"http_{status}", parse_retry_after(resp.headers.get("retry-after"), time.time()),
-                                    status)
+                    budget = ratelimit_wait(resp.headers, time.time())
+                    waits = [w for w in (parse_retry_after(resp.headers.get("retry-after"), time.time()), budget)
+                             if w is not None]
+                    raise Transient(f"http_{status}", max(waits) if waits else None, status,
+                                    limited=status in LIMITED_STATUSES or budget is not None, budget=budget)
                 if status not in REJECT_STATUSES:
                     raise NotRetryable(f"http_{status}", text)
-                exchange, parsed = {"status": status, "text": text}, None
+                exchange, parsed, last_byte, budget = {"status": status, "text": text}, None, time.monotonic(), None
             else:
                 chunks = []
                 for chunk in body_chunks(resp, cap):
                     ttfb = ttfb or time.monotonic()
                     chunks.append(chunk)
+                last_byte = time.monotonic()  # before parsing: k2vv's own CPU is not the vendor's latency
+                budget = ratelimit_wait(resp.headers, time.time())
                 data = redact_bytes(b"".join(chunks), secrets)
                 del chunks
                 if stream and "event-stream" in resp.headers.get("content-type", "event-stream"):
@@ -2726,7 +2818,7 @@ def _attempt(session, url, payload, headers, stream, secrets, cap, timeout, atte
         _ATTEMPT.current = None
     if attempt.expired:  # it expired just as the answer completed: the answer is late
         raise Transient("timeout")
-    return exchange, parsed, kept, ttfb
+    return exchange, parsed, kept, ttfb, last_byte, budget
 
 
 def loads_vendor_json(data: bytes):
@@ -2814,6 +2906,8 @@ class RunState:
     retries: int = 0
     sent: int = 0
     started: float = 0.0
+    in_flight_limit: int = 0  # the Pace's limit now
+    rate_limited: int = 0     # the vendor's "too many"s so far
 
 
 class Recorder:
@@ -2852,7 +2946,7 @@ class Recorder:
         import queue
         # The last guard of secrecy: whatever a vendor echoed, in whatever JSON escaping, is bytes here.
         entry = (item.key, None if exchange is None else redact_bytes(canonical_json(exchange), self.secrets),
-                 redact_bytes(line.encode("utf-8"), self.secrets), item.ordinal, None if exchange is None else outcome)
+                 redact_bytes(line.encode("utf-8", UNPAIRED), self.secrets), item.ordinal, None if exchange is None else outcome)
         while not self._closed.is_set():  # a worker abandoned by a second Ctrl-C finishing late: dropped
             try:
                 self._queue.put(entry, timeout=0.2)
@@ -2930,7 +3024,7 @@ class Recorder:
 def k2vv_hash(body: dict) -> str:
     """K2VV's `hash` field, as its compute_hash: md5 of the prepared request dumped with sorted keys
     and ensure_ascii=False (so non-ASCII bodies hash as K2VV hashes them)."""
-    return hashlib.md5(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    return hashlib.md5(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8", UNPAIRED)).hexdigest()
 
 
 # What a journal line of a failed request says about the failure (the rest is the request's own).
@@ -2973,6 +3067,95 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class Pace:
+    """How many requests may be in flight: `--concurrency` is the ceiling, the vendor sets the pace.
+
+    AIMD, as TCP finds a link's rate. It starts at 4 and, until the vendor first says "too many"
+    (429/503/529), grows by one per answer (doubling every round trip). A "too many" shrinks the
+    limit to 3/4, once per episode (the requests already in flight were sent at the old limit and
+    are not counted again), and remembers where it happened: the limit climbs back quickly to just
+    under that edge, then probes past it by one every four round trips, so a vendor with 16 slots
+    is held at about 16, not sawing between 8 and 16. `x-ratelimit-remaining-*: 0` (a spent
+    budget) shrinks it too and holds every request until `x-ratelimit-reset-*` says the budget is
+    back. Time goes in through `now`, so the rules are tested without a clock."""
+
+    def __init__(self, ceiling: int, start: int = 4):
+        self.ceiling = ceiling
+        self.limit = float(min(ceiling, start))
+        self.in_flight = 0
+        self.edge: float | None = None   # the limit at the last "too many"
+        self.episode = 0                 # bumped at every decrease
+        self.paused_until = 0.0
+        self.rate_limited = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, stop: threading.Event) -> int | None:
+        """Wait for a free slot (and the end of any pause); the episode the request is sent in, or
+        None when `stop` was set meanwhile."""
+        with self._cond:
+            while True:
+                if stop.is_set():
+                    return None
+                wait = self.paused_until - time.monotonic()
+                if wait <= 0 and self.in_flight < int(self.limit):
+                    self.in_flight += 1
+                    return self.episode
+                self._cond.wait(min(max(wait, 0.01), 0.2) if wait > 0 else 0.2)
+
+    def release(self, episode: int, outcome: str, wait: float | None = None, now: float | None = None) -> None:
+        """After an attempt: `outcome` is "ok" (an answer), "limited" (429/503/529: `wait` seconds
+        from Retry-After or the rate-limit headers), "spent" (an answer that says the budget is
+        spent for `wait` seconds) or "other" (anything else: no signal)."""
+        with self._cond:
+            self.in_flight -= 1
+            if outcome == "ok":
+                self._grow()
+            elif outcome in ("limited", "spent"):
+                self.rate_limited += outcome == "limited"
+                if episode == self.episode:  # the first "too many" of this episode
+                    self.edge = self.limit
+                    self.limit = max(1.0, self.limit * 0.75)
+                    self.episode += 1
+                if wait:
+                    now = time.monotonic() if now is None else now
+                    self.paused_until = max(self.paused_until, now + min(wait, 60.0))
+            self._cond.notify_all()
+
+    def _grow(self) -> None:
+        if self.edge is None:
+            step = 1.0                              # slow start: +1 an answer
+        elif self.limit + 1 < self.edge:
+            step = 1.0                              # back toward the known edge quickly
+        else:
+            step = 1.0 / (4 * self.limit)           # probe past it: +1 every 4 round trips
+        self.limit = min(float(self.ceiling), self.limit + step)
+
+
+def ratelimit_wait(headers, now: float) -> float | None:
+    """Seconds until a spent rate-limit budget is back, from OpenAI-style headers
+    (`x-ratelimit-remaining-requests: 0` with `x-ratelimit-reset-requests: 6m0s`, same for
+    `-tokens`); None when no budget is spent. A reset that cannot be read counts as 1 s."""
+    waits = []
+    for kind in ("requests", "tokens"):
+        remaining = headers.get(f"x-ratelimit-remaining-{kind}")
+        if remaining is not None and remaining.strip() in ("0", "0.0"):
+            waits.append(_duration(headers.get(f"x-ratelimit-reset-{kind}"), now))
+    return max(waits) if waits else None
+
+
+def _duration(text: str | None, now: float) -> float:
+    """`6m0s`, `1.5s`, `250ms`, `20` (seconds) or an HTTP date -> seconds from now."""
+    if not text:
+        return 1.0
+    text = text.strip()
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    if parts and "".join(n + u for n, u in parts) == text.replace(" ", ""):
+        scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+        return sum(float(n) * scale[u] for n, u in parts)
+    found = parse_retry_after(text, now)
+    return 1.0 if found is None else found
+
+
 class Runner:
     """Sends cache misses through a thread pool (one requests.Session per thread), retries what is
     worth retrying, stores final answers, journals every finished case, and stops early on a key
@@ -2993,6 +3176,8 @@ class Runner:
         self.progress = progress or (lambda state, final: None)
         self.notify = notify or (lambda text: None)
         self.deadlines, self.max_answer_bytes = Deadlines(), max_answer_bytes
+        self.pace = Pace(concurrency)
+        self.last_answer = time.monotonic()  # the run starts "in progress": early 429s cost no retry
         self.secrets = tuple(s for s in (api_key,) if s)
         self.headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
                         "User-Agent": f"k2vv/{__version__}", **provider.headers}
@@ -3027,38 +3212,52 @@ class Runner:
 
     def fetch(self, item: WorkItem) -> tuple[dict | None, Parsed | None, str | None, int, str | None]:
         """(exchange, parsed, error_class, attempts, detail): a final exchange and its parsed answer,
-        or the last error after the caps."""
+        or the last error after the caps. Each attempt waits for a slot of the Pace. `--retries`
+        counts failed attempts, except a 429 while the run as a whole is answered (an answer in the
+        last PROGRESS_WINDOW seconds): that costs time, never the request."""
         payload = item.payload
         stream = bool(item.body.get("stream"))
         started = time.monotonic()
-        error = None
-        for attempt in range(1, self.retries + 2):
-            if self.stop.is_set():
-                return None, None, error or "interrupted", attempt - 1, None
+        error, attempt, counted, limited = None, 0, 0, 0
+        while True:
+            episode = self.pace.acquire(self.stop)
+            if episode is None:
+                return None, None, error or "interrupted", attempt, None
+            attempt += 1
             with self._lock:
                 self.state.sent += 1
             try:
-                exchange, parsed = send_once(self._session(), self.provider.url, payload, self.headers, stream,
-                                             self.timeout, self.secrets, self.deadlines, self.max_answer_bytes)
-                exchange.update(v=CACHE_VERSION, attempts=attempt, at=utc_now(),
-                                endpoint={"url": _public_url(self.provider.url), "model": self.provider.model})
-                self.any_success = True  # any answer, a rejection included: the endpoint works
-                return exchange, parsed, None, attempt, None
+                exchange, parsed, budget = send_once(self._session(), self.provider.url, payload, self.headers,
+                                                     stream, self.timeout, self.secrets, self.deadlines,
+                                                     self.max_answer_bytes)
             except EndpointRefused as err:
+                self.pace.release(episode, "other")
                 self._failed_before_success(err.error_class, err.text)
                 return None, None, err.error_class, attempt, None
             except NotRetryable as err:
+                self.pace.release(episode, "other")
                 self._failed_before_success(err.error_class, err.text)
                 return None, None, err.error_class, attempt, err.text
             except Transient as err:
+                self.pace.release(episode, "limited" if err.limited else "other", err.budget)
                 error = err.error_class
+                limited += err.limited
                 self._failed_before_success(error, "")
-                if attempt > self.retries or time.monotonic() - started > max(REQUEST_TIME_CAP, 2 * self.timeout):
+                progressing = time.monotonic() - self.last_answer < PROGRESS_WINDOW
+                counted += not (err.status == 429 and progressing)
+                if counted > self.retries or time.monotonic() - started > max(REQUEST_TIME_CAP, 2 * self.timeout):
                     return None, None, error, attempt, None
                 with self._lock:
                     self.state.retries += 1
-                self.stop.wait(backoff_delay(attempt, err.retry_after, self.rng))
-        return None, None, error, self.retries + 1, None
+                self.stop.wait(backoff_delay(min(attempt, 8), err.retry_after, self.rng))
+                continue
+            self.pace.release(episode, "spent" if budget else "ok", budget)
+            self.last_answer = time.monotonic()
+            exchange.update(v=CACHE_VERSION, attempts=attempt, at=utc_now(),
+                            endpoint={"url": _public_url(self.provider.url), "model": self.provider.model},
+                            pace={"limit": int(self.pace.limit), "ceiling": self.pace.ceiling, "rate_limited": limited})
+            self.any_success = True  # any answer, a rejection included: the endpoint works
+            return exchange, parsed, None, attempt, None
 
     def _failed_before_success(self, error_class: str, text: str) -> None:
         """Stop the run when its first attempts all fail the same setup way (SETUP_FAULTS: a refused
@@ -3093,6 +3292,7 @@ class Runner:
         with self._lock:
             self.state.done += 1
             self.state.failed += not outcome.answered and outcome.response_class != "rejected"
+            self.state.in_flight_limit, self.state.rate_limited = int(self.pace.limit), self.pace.rate_limited
         self.progress(self.state, False)
 
     def _worker(self, todo) -> None:
@@ -3517,7 +3717,7 @@ def write_results(job: Job, cache: ResponseCache, baseline: Baseline | None,
     journal = JournalReader(job.results_path, recorder)
     tmp = job.results_path.with_name(job.results_path.name + ".tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as out:
+        with open(tmp, "w", encoding="utf-8", errors=UNPAIRED) as out:
             summary = fold_answers(job, cache, baseline, out, journal)
         os.replace(tmp, job.results_path)
     finally:
@@ -3631,7 +3831,8 @@ def render_progress(state: RunState, now: float) -> str:
     left = state.total - state.done
     eta = _fmt_duration(left / rate) if rate > 0 and left else "-"
     return (f"{state.done}/{state.total} done · {state.cached} cached · {state.failed} failed · "
-            f"{state.retries} retries · {rate:.1f}/s · ETA {eta}")
+            f"{state.retries} retries · {state.rate_limited} × 429 · {state.in_flight_limit} in flight · "
+            f"{rate:.1f}/s · ETA {eta}")
 
 
 def render_summary(summary: dict, width: int = 80) -> str:
@@ -3669,6 +3870,11 @@ def render_summary(summary: dict, width: int = 80) -> str:
         spread = ", ".join(f"{v} × {plural(int(k), 'attempt')}" for k, v in sorted(summary["attempts"].items(),
                                                                              key=lambda kv: int(kv[0])))
         lines.append(f"retried         {plural(retried, 'answer')} needed more than one attempt ({spread})")
+    pace = summary.get("runner")
+    if pace:
+        first = "n/a" if pace["first_attempt_success"] is None else f"{pace['first_attempt_success']:.0%}"
+        lines.append(f"pace            {pace['concurrency_settled']} in flight (ceiling {pace['concurrency_ceiling']}) · "
+                     f"{pace['rate_limited']} × 429/503 · {first} answered at the first attempt")
     if summary.get("trials"):
         t = summary["trials"]
         lines.append(f"trials          k={t['k']} · pass@k {_fmt(t['pass_at_k'])} · pass^k {_fmt(t['pass_hat_k'])}")
@@ -3962,7 +4168,7 @@ def cmd_run(args) -> int:
                         "does not support: it verifies the chat-completions API (drop the flag)")
     job = build_job(args)
     api_key = api_key_for(job.provider, args.api_key)
-    concurrency = args.concurrency or job.provider.concurrency or 5
+    concurrency = args.concurrency or job.provider.concurrency or DEFAULT_CONCURRENCY
     timeout = next(t for t in (args.timeout, job.provider.timeout, 600.0) if t is not None)
     baseline = resolve_baseline(args, job)
     with open_cache(job.cache_dir) as cache:
@@ -4043,8 +4249,8 @@ def cmd_score(args) -> int:
 def lint_cases(cases: list, path: str) -> list[tuple[int, str, str, str]]:
     """(line, level, kind, message) for dataset problems: schemas that do not compile or use keywords
     k2vv cannot enforce, drafts, tool-call ids in history, `_input` roles, malformed historical
-    arguments, duplicate cases. 'problem' makes every call of a tool unscored or replays wrong (exit 1);
-    'warning' makes some calls unscored; 'note' informs."""
+    arguments, duplicate cases. 'problem' makes calls unscored or replays wrong (exit 1); 'note'
+    informs."""
     out = []
     seen = {}
     id_re = re.compile(r"^functions\.[A-Za-z0-9_\-.]+:\d+$")
@@ -4065,13 +4271,10 @@ def lint_cases(cases: list, path: str) -> list[tuple[int, str, str, str]]:
             where = f"tools[{i}] {fn.get('name')!r}"
             if compiled.unscored:
                 out.append((line, "problem", "unscored schema", f"{where}: {compiled.unscored}; its calls are unscored"))
-            elif schema_fault(params):
-                at, fault = schema_fault(params)
-                if fault_is_unavoidable(params, at):
-                    out.append((line, "problem", "dataset fault", f"{where}: {fault} at {at}; its calls are unscored"))
-                else:
-                    out.append((line, "warning", "dataset fault", f"{where}: {fault} at {at}; calls that use it "
-                                                                  "are unscored"))
+            for fault in compiled.faults:
+                every = fault.hangs or fault.reach is None or fault_is_unavoidable(params, fault.where)
+                out.append((line, "problem", "dataset fault", f"{where}: {fault.text()}; "
+                            + ("its calls are unscored" if every else "calls that use it are unscored")))
             if isinstance(params, dict):
                 draft = schema_draft(params)
                 if draft != DRAFT07:
@@ -4111,7 +4314,7 @@ def cmd_lint(args) -> int:
     problems = [f for f in findings if f[1] == "problem"]
     notes = Counter(f[2] for f in findings if f[1] == "note")
     for line, level, _, message in findings:
-        if level != "note" or args.verbose:
+        if level == "problem" or args.verbose:
             print(f"{test_set.name}:{line}: {level}: {message}")
     if notes and not args.verbose:
         print(f"{sum(notes.values())} notes (show them with --verbose): " +

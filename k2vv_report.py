@@ -82,6 +82,7 @@ def report_row(summary: dict, examples: dict, baseline: str | None) -> dict:
         "coverage_basis": basis,
         "verdict": {"status": summary["verdict"]["status"], "reasons": list(summary["verdict"]["reasons"])},
         "retries": sum(n for attempts, n in summary["attempts"].items() if int(attempts) > 1),
+        "runner": summary.get("runner"),  # absent from summaries written before 0.1.0's pace
         "top_failures": report_failures(summary, examples),
         "thresholds": dict(summary["verdict"]["thresholds"]),
     }
@@ -176,6 +177,13 @@ def _f1_text(row: dict, pct: bool = True) -> str:
         return "- (baseline)" if row["is_baseline"] else "-"
     return _pct(row["tool_call_f1"]) + _pct_ci(row["f1_ci"]) if pct else \
         _frac(row["tool_call_f1"]) + _ci_text(row["f1_ci"])
+
+
+def _pace_text(runner: dict) -> str:
+    first = runner["first_attempt_success"]
+    return (f"pace {runner['concurrency_settled']} in flight of {runner['concurrency_ceiling']} · "
+            f"{runner['rate_limited']} rate-limited attempts"
+            + ("" if first is None else f" · {first * 100:.0f}% answered at the first attempt"))
 
 
 def _thresholds_text(t: dict) -> str:
@@ -279,6 +287,8 @@ def render_report_md(report: dict) -> str:
             facts.append(f"model {_md(row['model'])}")
         if row["retries"]:
             facts.append(f"{row['retries']} answers retried")
+        if row.get("runner"):
+            facts.append(_md(_pace_text(row["runner"])))
         out.append(f"**{_md(row['provider'])}** ({' · '.join(facts)}): {_md('; '.join(row['verdict']['reasons']))}")
         out.append("")
         for failure in row["top_failures"][:REPORT_TOP]:
@@ -530,6 +540,7 @@ def render_report_html(report: dict) -> str:
                    f"{total} failing answers</summary>")
         out.append('<p class="note">' + " · ".join(_h(reason) for reason in row["verdict"]["reasons"])
                    + (f" · {_h(row['retries'])} answers retried" if row["retries"] else "")
+                   + (f" · {_h(_pace_text(row['runner']))}" if row.get("runner") else "")
                    + ("" if t else f" · thresholds {_h(_thresholds_text(row['thresholds']))}") + "</p>")
         out.append("<ul>")
         for failure in row["top_failures"]:

@@ -102,7 +102,7 @@ for v in 3.10 3.11 3.12 3.13; do
             as_other "$USER_NAME" "$py" env -i PATH="$(shim_path "$py")" HOME="$work/rohome" ./k2vv.pyz --version
         if echo "$help" | grep -qw lint; then
             # lint with no FILE checks the bundled open test set (read from inside the zip here); it
-            # holds one dataset fault (a BFCL tool whose integer enum lists strings): exit 1, named
+            # holds five dataset faults (BFCL tools whose integer or boolean enums list strings): exit 1
             check "lint (bundled test set), user $USER_NAME, read-only HOME" 1 \
                 as_other "$USER_NAME" "$py" env -i PATH=$BASE_PATH HOME="$work/rohome" "$py" k2vv.pyz lint
         else

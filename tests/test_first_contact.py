@@ -219,7 +219,7 @@ def test_the_banner_comes_before_the_first_request_and_lines_fit_80_columns(tmp_
     assert proc.returncode == 1, proc.stderr
     banner = proc.stderr.splitlines()[:2]
     assert banner[0].startswith(f"k2vv: 127.0.0.1_{v.port} · {v.url}/chat/completions · model m")
-    assert "40 requests (0 cached, 40 to send) · concurrency 5" in banner[1] and "pw" not in proc.stderr
+    assert "40 requests (0 cached, 40 to send) · concurrency 32" in banner[1] and "pw" not in proc.stderr
     assert max(len(l) for l in proc.stdout.splitlines()) <= 80
     assert "{" not in proc.stdout  # no Python reprs
 

@@ -69,8 +69,8 @@ def test_every_command_works_from_an_empty_directory(installed, tmp_path):
     empty.mkdir()
     version = k2vv(installed, empty, "--version")
     assert "sha256 " in version and "missing" not in version
-    # the bundled set has one dataset fault (BFCL line: an integer property whose enum holds strings)
-    assert "299 cases, 383 distinct tool schemas, 1 problem," in k2vv(installed, empty, "lint", code=1)
+    # the bundled set has five dataset faults (BFCL tools whose integer or boolean enums hold strings)
+    assert "299 cases, 383 distinct tool schemas, 5 problems," in k2vv(installed, empty, "lint", code=1)
     testset = write_jsonl(tmp_path / "refs.jsonl", LINES)
     assert "8 cases, 1 distinct tool schemas, 0 problems" in k2vv(installed, empty, "lint", str(testset))
     env = {"PATH": f"{installed}:/usr/bin:/bin", "HOME": str(empty)}

@@ -226,6 +226,10 @@ DIFFERENCES = (
     Difference("arguments that are not an object", ("invalid",), ("valid",), is_not_an_object,
                "tool-call arguments must be a JSON object whatever the schema says (OpenAI function "
                "calling; k2vv.check_instance); a schema like {} accepts any JSON value"),
+    Difference("a dataset fault", ("unscored",), ("invalid",), lambda schema, instance: bool(k2vv.schema_faults(schema)),
+               "an enum none of whose values has the declared type (BFCL-live: integer properties whose "
+               "enum lists strings) or required properties additionalProperties forbids: no value can be "
+               "valid there, so a call that fails there is the dataset's fault, unscored (k2vv.schema_faults)"),
     Difference("2020-12 schema with draft-07 tuple items", ("valid", "invalid"), ("error",), anything,
                "`items: [...]` under a 2020-12 $schema is a metaschema error for jsonschema; k2vv desugars "
                "2020-12 to draft-07, where tuple `items` is legal, so it judges the call by the tuple the "
@@ -335,6 +339,7 @@ EDGE_CASES = [  # (id, schema, instance, the DIFFERENCES entry it shows or None 
      "content keywords asserted"),
     ("empty-params-string-arguments", {}, "hello", "arguments that are not an object"),
     ("empty-params-object", {}, {"a": 1}, None),
+    ("enum-none-of-its-type", _prop({"type": "integer", "enum": ["1", "2"]}), {"x": 1}, "a dataset fault"),
     ("draft04-exclusiveMinimum-no-$schema", _prop({"type": "number", "minimum": 1, "exclusiveMinimum": True}),
      {"x": 2}, "uncompilable schema"),
     ("2020-items-array", {"$schema": S2020, "type": "object",

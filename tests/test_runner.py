@@ -53,7 +53,7 @@ def run_args(v, tmp_path, *extra, out="out", limit=LIMIT):
 
 def scores_only(summary):
     """The parts of a summary that judge the provider (not where or when it was asked)."""
-    drop = {"k2vv", "latency", "attempts", "eval_started_at", "eval_finished_at", "eval_duration_ms"}
+    drop = {"k2vv", "latency", "attempts", "runner", "eval_started_at", "eval_finished_at", "eval_duration_ms"}
     return {k: v for k, v in summary.items() if k not in drop}
 
 
