@@ -74,6 +74,8 @@ RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 LIMITED_STATUSES = frozenset({429, 503, 529})
 # Definitive rejections of the request itself: the vendor's answer, cached and scored as `rejected`.
 REJECT_STATUSES = frozenset({400, 413, 422})
+# Headers a gateway names the upstream in (the body's `provider` field wins when both say).
+ROUTING_HEADERS = ("x-openrouter-provider", "openrouter-provider", "x-provider")
 # Keys a test-set line may carry for k2vv only; never sent (DESIGN §3).
 K2VV_ONLY_KEYS = ("id", "expected", "k2vv")
 # Keys each test-set line brings: what makes one case differ from another, never overridden.
@@ -173,6 +175,7 @@ class Parsed:
     usage_source: str  # "top_level" | "per_choice" | "none"
     findings: tuple
     complete: bool = True  # False: a truncated stream or body
+    routed: str | None = None  # the upstream a gateway says served it (OpenRouter's `provider`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +214,7 @@ class Outcome:
     at: str | None = None
     completion: dict | None = None
     pace: dict | None = None  # {limit, ceiling, rate_limited} when the answer was fetched
+    routed_provider: str | None = None  # the upstream a gateway routed it to (OpenRouter), if it says
 
     @property
     def answered(self) -> bool:
@@ -526,7 +530,7 @@ def parse_completion(body) -> Parsed:
         usage, source = _usage_of(choice), "per_choice"
     finish = _finish_of(choice.get("finish_reason"), findings)
     return Parsed(body, finish, tuple(calls), usage, source if usage is not None else "none",
-                  tuple(dict.fromkeys(findings)), complete=finish != "error")
+                  tuple(dict.fromkeys(findings)), complete=finish != "error", routed=_str_or_none(body.get("provider")))
 
 
 def arguments_of(fragments: list) -> tuple[Any, bool]:
@@ -563,6 +567,7 @@ def reassemble_stream(sse_lines: list[str]) -> Parsed:
     content, reasoning, slots, fragments = [], [], {}, {}
     finish = first = top_usage = choice_usage = last_slot = None
     done = errored = answered = False
+    routed = None
     for payload in sse_lines:
         if payload.strip() == "[DONE]":
             done = True
@@ -576,6 +581,7 @@ def reassemble_stream(sse_lines: list[str]) -> Parsed:
             continue
         errored = errored or "error" in chunk
         first = first or chunk
+        routed = routed or _str_or_none(chunk.get("provider"))
         if _usage_of(chunk) is not None:
             top_usage = chunk["usage"]
         choices = chunk.get("choices") or []
@@ -647,7 +653,7 @@ def reassemble_stream(sse_lines: list[str]) -> Parsed:
                   "model": first.get("model"),
                   "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage}
     return Parsed(completion, finish, calls, usage, source if usage is not None else "none",
-                  tuple(dict.fromkeys(findings)), complete)
+                  tuple(dict.fromkeys(findings)), complete, routed)
 
 
 # ---- 2d. tool schemas: compile once, safely ----------------------------------------------------
@@ -1364,10 +1370,15 @@ def score_exchange(body: dict, exchange: dict | None, keep_completion: bool = Tr
         cls = "truncated" if "sse_lines" in exchange else "failed"
         return Outcome(cls, findings=parsed.findings, error_class="truncated" if cls == "truncated" else "bad_body",
                        **meta)
-    return outcome_of(parsed, tools_by_name(body), meta, keep_completion)
+    headers = exchange.get("headers") if isinstance(exchange.get("headers"), dict) else {}
+    routed = next((headers[h] for h in ROUTING_HEADERS if isinstance(headers.get(h), str) and headers[h]), None)
+    return outcome_of(parsed, tools_by_name(body), dict(meta, routed=routed), keep_completion)
 
 
 def outcome_of(parsed: Parsed, tools: dict, meta: dict, keep_completion: bool = True) -> Outcome:
+    meta = dict(meta)
+    routed = parsed.routed or meta.pop("routed", None)
+    meta.pop("routed", None)
     finish = parsed.finish_reason
     findings = list(parsed.findings)
     triggered = finish == "tool_calls"
@@ -1378,6 +1389,7 @@ def outcome_of(parsed: Parsed, tools: dict, meta: dict, keep_completion: bool = 
     calls = tuple(classify_call(c, tools) for c in parsed.calls)
     for c in calls:
         findings.extend(c.findings)
+    findings.extend(wire_findings(parsed))
     if not triggered:
         cls = "no_call"
     elif not calls:
@@ -1390,7 +1402,48 @@ def outcome_of(parsed: Parsed, tools: dict, meta: dict, keep_completion: bool = 
         cls = "invalid"
     return Outcome(cls, finish, calls, tuple(dict.fromkeys(findings)), parsed.usage, parsed.usage_source,
                    tuple(c.get("name") for c in parsed.calls),
-                   completion=parsed.completion if keep_completion else None, **meta)
+                   completion=parsed.completion if keep_completion else None,
+                   routed_provider=routed, **meta)
+
+
+# Tool-call markup that belongs in `tool_calls`, not in text: Kimi's special tokens, Hermes tags,
+# Llama's `<function=`, Mistral's `[TOOL_CALLS]` (DESIGN §10). In content, a parser missed a call.
+TOOL_CALL_MARKUP = ("<tool_call>", "</tool_call>", "<tool_response>", "<|tool_calls_section_begin|>",
+                    "<|tool_call_begin|>", "<|tool_call_argument_begin|>", "<|tool_call_end|>", "<function=",
+                    "[TOOL_CALLS]")
+
+
+def wire_findings(parsed: Parsed) -> list[str]:
+    """What an answer's wire says beside its calls (DESIGN §10): tool-call markup leaking into the
+    text or the reasoning, reasoning and nothing else, text next to calls, call ids that repeat or
+    are missing, usage that does not add up or is absent."""
+    choice = ((parsed.completion or {}).get("choices") or [{}])[0]
+    message = choice.get("message") if isinstance(choice, dict) and isinstance(choice.get("message"), dict) else {}
+    content = message.get("content") if isinstance(message.get("content"), str) else ""
+    reasoning = next((message[k] for k in ("reasoning_content", "reasoning") if isinstance(message.get(k), str)), "")
+    out = []
+    if any(mark in content for mark in TOOL_CALL_MARKUP):
+        out.append("markup_in_content")
+    if any(mark in reasoning for mark in TOOL_CALL_MARKUP):
+        out.append("markup_in_reasoning")
+    if reasoning.strip() and not content.strip() and not parsed.calls:
+        out.append("reasoning_only")
+    if parsed.calls and content.strip():
+        out.append("text_beside_calls")
+    ids = [c.get("id") for c in parsed.calls]
+    if any(i is None for i in ids):
+        out.append("null_call_id")
+    known = [i for i in ids if i is not None]
+    if len(set(known)) < len(known):
+        out.append("duplicate_call_id")
+    usage = parsed.usage
+    if not isinstance(usage, dict):
+        out.append("usage_missing")
+    elif all(isinstance(usage.get(k), int) and not isinstance(usage.get(k), bool)
+             for k in ("prompt_tokens", "completion_tokens", "total_tokens")) \
+            and usage["prompt_tokens"] + usage["completion_tokens"] != usage["total_tokens"]:
+        out.append("usage_mismatch")
+    return out
 
 
 # ---- 2f. statistics ---------------------------------------------------------------------------
@@ -1663,6 +1716,7 @@ class Tally:
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         self.usage_sources, self.attempts = Counter(), Counter()
         self.limits, self.rate_limited, self.ceiling = Counter(), 0, 0  # the runner's pace, per answer
+        self.routed = Counter()  # upstream provider (a gateway's word) -> answers
         self.totals, self.ttfbs = [], []
         self.first = self.last = None  # (at, total_ms) of the earliest and the latest answer
         self.scored_calls = self.valid_calls = 0
@@ -1688,6 +1742,8 @@ class Tally:
             self.last = stamp if self.last is None else max(self.last, stamp)
         if not out.answered:
             return
+        if out.routed_provider:
+            self.routed[out.routed_provider] += 1
         self.finish[out.finish_reason] += 1
         self.usage_sources[out.usage_source] += 1
         if out.usage:
@@ -1738,7 +1794,8 @@ class Tally:
         for mine, theirs in ((self.responses, other.responses), (self.call_classes, other.call_classes),
                              (self.findings, other.findings), (self.finish, other.finish),
                              (self.usage_sources, other.usage_sources), (self.attempts, other.attempts),
-                             (self.per_case, other.per_case), (self.limits, other.limits)):
+                             (self.per_case, other.per_case), (self.limits, other.limits),
+                             (self.routed, other.routed)):
             mine.update(theirs)
         self.ceiling, self.rate_limited = max(self.ceiling, other.ceiling), self.rate_limited + other.rate_limited
         for key in self.usage:
@@ -1827,6 +1884,7 @@ class Tally:
                         "p99": percentile(totals, 99), "ttfb_p50": percentile(ttfbs, 50)},
             "attempts": dict(sorted(self.attempts.items(), key=lambda kv: int(kv[0]))),
             "runner": self.runner(),
+            "routing": {"providers": dict(sorted(self.routed.items())), "mixed": len(self.routed) > 1},
             "baseline": comparison,
             "trials": None,
             "verdict": decide_verdict(schema_ci, success / total if total else None, comparison, thresholds),
@@ -2553,8 +2611,7 @@ def iter_sse_payloads(lines: Iterable[bytes]):
         yield "\n".join(data)
 
 
-_KEPT_HEADERS = ("content-type", "x-request-id", "request-id", "x-openrouter-provider",
-                 "openrouter-provider", "x-provider", "x-model", "server", "retry-after")
+_KEPT_HEADERS = ("content-type", "x-request-id", "request-id", *ROUTING_HEADERS, "x-model", "server", "retry-after")
 
 
 def client_settings(url: str) -> dict:
@@ -3058,7 +3115,7 @@ def result_fields(item: WorkItem, outcome: Outcome, extra_body: dict) -> tuple[d
         "case_id": item.case.case_id, "sample": item.sample, "cache_key": item.key,
         "attempts": outcome.attempts, "error_class": outcome.error_class,
         "response_class": outcome.response_class, "calls": [c.to_json() for c in outcome.calls],
-        "findings": list(outcome.findings),
+        "findings": list(outcome.findings), "routed_provider": outcome.routed_provider,
     }
 
 
@@ -3870,6 +3927,9 @@ def render_summary(summary: dict, width: int = 80) -> str:
         spread = ", ".join(f"{v} × {plural(int(k), 'attempt')}" for k, v in sorted(summary["attempts"].items(),
                                                                              key=lambda kv: int(kv[0])))
         lines.append(f"retried         {plural(retried, 'answer')} needed more than one attempt ({spread})")
+    routing = (summary.get("routing") or {}).get("providers") or {}
+    if routing:
+        lines.append("routed to       " + " · ".join(f"{k} {v}" for k, v in sorted(routing.items(), key=lambda kv: -kv[1])))
     pace = summary.get("runner")
     if pace:
         first = "n/a" if pace["first_attempt_success"] is None else f"{pace['first_attempt_success']:.0%}"
@@ -4017,6 +4077,10 @@ def _report_damage(cache: ResponseCache) -> None:
 
 def _emit(args, summary: dict) -> None:
     print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else render_summary(summary, terminal_width()))
+    routing = summary.get("routing") or {}
+    if routing.get("mixed"):
+        print(f"k2vv: warning: one run, several upstream providers ({', '.join(sorted(routing['providers']))}): "
+              "a gateway spread it; pin one (OpenRouter: provider.only, allow_fallbacks = false)", file=sys.stderr)
 
 
 def _progress_printer(stream=None):

@@ -31,6 +31,7 @@ def test_recorded_exchange_scores_as_recorded(path):
     if "usage" in expect:
         assert out.usage == expect["usage"]
     assert out.triggered == expect.get("trigger", out.triggered)
+    assert out.routed_provider == expect.get("routed_provider")
 
 
 def test_recorded_exchanges_cover_every_class():

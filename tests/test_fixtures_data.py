@@ -36,7 +36,12 @@ RESPONSE_CLASSES = {"valid", "invalid", "empty_tool_calls", "unscored", "no_call
 CALL_CLASSES = {"valid", "invalid_json", "non_standard_json", "unknown_tool", "schema_mismatch",
                 "unscored"}
 FINDINGS = {"non_string_arguments", "finish_reason_mismatch", "cumulative_arguments", "name_resent",
-            "name_changed", "missing_done", "non_standard_finish_reason"}
+            "name_changed", "missing_done", "non_standard_finish_reason",
+            # wire findings, DESIGN §10
+            "markup_in_content", "markup_in_reasoning", "reasoning_only", "text_beside_calls",
+            "duplicate_call_id", "null_call_id", "usage_mismatch", "usage_missing"}
+MARKERS = ("<tool_call>", "</tool_call>", "<tool_response>", "<|tool_calls_section_begin|>", "<|tool_call_begin|>",
+           "<|tool_call_argument_begin|>", "<|tool_call_end|>", "<function=", "[TOOL_CALLS]")
 STANDARD_FINISH = {"stop", "length", "tool_calls", "content_filter", "function_call"}
 REJECTED_STATUSES = {400, 413, 422}
 # keywords with no draft-07 spelling: a tool using one is unscored (DESIGN §8)
@@ -257,7 +262,8 @@ def test_exchange_file_shape(path):
         assert exchange["status"] != 200 and isinstance(exchange["text"], str)
 
     expect = fixture["expect"]
-    assert set(expect) - {"usage"} == {"response_class", "trigger", "finish_reason", "calls", "findings"}
+    assert set(expect) - {"usage", "routed_provider"} == {"response_class", "trigger", "finish_reason", "calls",
+                                                          "findings"}
     assert expect["response_class"] in RESPONSE_CLASSES
     assert expect["trigger"] is (expect["finish_reason"] == "tool_calls")
     assert expect["finish_reason"] is None or isinstance(expect["finish_reason"], str)
@@ -271,14 +277,16 @@ def test_exchange_file_shape(path):
     if "usage" in expect:
         use = expect["usage"]
         assert set(use) == {"prompt_tokens", "completion_tokens", "total_tokens"}
-        assert use["total_tokens"] == use["prompt_tokens"] + use["completion_tokens"]
+        assert use["total_tokens"] == use["prompt_tokens"] + use["completion_tokens"] \
+            or "usage_mismatch" in expect["findings"]
 
 
 # ---- reference judge: DESIGN §8 written out plainly, to check the hand-written labels ----------
 
 def _reassemble(lines):
-    """Rebuild (finish_reason, calls, findings, usage, truncated) from raw SSE payloads."""
+    """Rebuild (finish_reason, calls, findings, usage, truncated, content, reasoning) from raw SSE payloads."""
     done, finish, use, slots, findings = False, None, None, {}, set()
+    content, reasoning = "", ""
     for raw in lines:
         if raw == "[DONE]":
             done = True
@@ -288,9 +296,11 @@ def _reassemble(lines):
         for choice in chunk.get("choices") or []:
             use = choice.get("usage") or use
             finish = choice.get("finish_reason") or finish
+            content += (choice.get("delta") or {}).get("content") or ""
+            reasoning += (choice.get("delta") or {}).get("reasoning_content") or ""
             for delta in (choice.get("delta") or {}).get("tool_calls") or []:
-                slot = slots.setdefault(delta.get("index") or 0, {"name": "", "id": "", "arguments": ""})
-                slot["id"] = slot["id"] or delta.get("id") or ""
+                slot = slots.setdefault(delta.get("index") or 0, {"name": "", "id": None, "arguments": ""})
+                slot["id"] = slot["id"] or delta.get("id")
                 function = delta.get("function") or {}
                 name, fragment = function.get("name"), function.get("arguments")
                 if name:
@@ -306,8 +316,31 @@ def _reassemble(lines):
                         slot["arguments"] += fragment
     if finish is not None and not done:
         findings.add("missing_done")
-    calls = [{"name": s["name"], "arguments": s["arguments"]} for _, s in sorted(slots.items())]
-    return finish, calls, findings, use, (not done and finish is None)
+    calls = [{"name": s["name"], "arguments": s["arguments"], "id": s["id"]} for _, s in sorted(slots.items())]
+    return finish, calls, findings, use, (not done and finish is None), content, reasoning
+
+
+def _wire(content, reasoning, calls, use):
+    """DESIGN §10's wire findings, as written there."""
+    found = set()
+    if any(m in content for m in MARKERS):
+        found.add("markup_in_content")
+    if any(m in reasoning for m in MARKERS):
+        found.add("markup_in_reasoning")
+    if reasoning.strip() and not content.strip() and not calls:
+        found.add("reasoning_only")
+    if calls and content.strip():
+        found.add("text_beside_calls")
+    ids = [c["id"] for c in calls]
+    if None in ids:
+        found.add("null_call_id")
+    if len([i for i in ids if i is not None]) != len({i for i in ids if i is not None}):
+        found.add("duplicate_call_id")
+    if not use:
+        found.add("usage_missing")
+    elif use["prompt_tokens"] + use["completion_tokens"] != use["total_tokens"]:
+        found.add("usage_mismatch")
+    return found
 
 
 class _NonStandard(ValueError):
@@ -377,14 +410,17 @@ def _judge(case, exchange):
     if status != 200:
         return {"response_class": "failed", "finish_reason": None, "calls": [], "findings": []}
     if "sse_lines" in exchange:
-        finish, calls, findings, use, truncated = _reassemble(exchange["sse_lines"])
+        finish, calls, findings, use, truncated, content, reasoning = _reassemble(exchange["sse_lines"])
         if truncated:
             return {"response_class": "truncated", "finish_reason": None, "calls": [], "findings": []}
     else:
         choice = exchange["body"]["choices"][0]
         finish, use, findings = choice["finish_reason"], exchange["body"].get("usage"), set()
-        calls = [{"name": c["function"]["name"], "arguments": c["function"]["arguments"]}
-                 for c in choice["message"].get("tool_calls") or []]
+        message = choice["message"]
+        content, reasoning = message.get("content") or "", message.get("reasoning_content") or ""
+        calls = [{"name": c["function"]["name"], "arguments": c["function"]["arguments"], "id": c.get("id")}
+                 for c in message.get("tool_calls") or []]
+    findings |= _wire(content, reasoning, calls, use)
     if any(not isinstance(c["arguments"], str) for c in calls):
         findings.add("non_string_arguments")
     if bool(calls) != (finish == "tool_calls"):
@@ -416,5 +452,6 @@ def test_exchange_expectation_matches_reference_judge(path):
     fixture = load(path)
     expect = dict(fixture["expect"])
     expect.pop("trigger")
+    expect.pop("routed_provider", None)  # checked by tests/test_core.py against k2vv itself
     expect["findings"] = sorted(expect["findings"])
     assert _judge(fixture["case"], fixture["exchange"]) == expect
