@@ -52,7 +52,7 @@ import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 __version__ = "0.1.0"
 __all__ = [
@@ -185,6 +185,8 @@ class CallResult:
     pointer: str | None = None
     message: str | None = None
     findings: tuple = ()
+    value: Any = field(default=None, compare=False, repr=False)  # the parsed arguments (never serialised)
+    parsed: bool = field(default=False, compare=False, repr=False)  # whether `value` holds them
 
     def to_json(self) -> dict:
         out = {"name": self.name, "class": self.cls}
@@ -215,6 +217,7 @@ class Outcome:
     completion: dict | None = None
     pace: dict | None = None  # {limit, ceiling, rate_limited} when the answer was fetched
     routed_provider: str | None = None  # the upstream a gateway routed it to (OpenRouter), if it says
+    keys: tuple = ()  # call_keys: (name, exact, loose) of each call, sorted
 
     @property
     def answered(self) -> bool:
@@ -1317,28 +1320,68 @@ def tools_by_name(body: dict) -> dict:
 
 
 def classify_call(call: dict, tools: dict) -> CallResult:
+    """One call's class (DESIGN §8), with its parsed arguments kept (`value`) for comparisons."""
     name, args = call.get("name"), call.get("arguments")
-    if name not in tools:
-        return CallResult(name, "unknown_tool", message=f"{name!r} is not among the request's tools")
-    findings = ()
+    findings, instance, problem = (), None, None
     if isinstance(args, str):
         instance, problem = parse_arguments(args)
-        if problem:
-            return CallResult(name, problem[0], message=problem[1])
     elif args is None:
-        return CallResult(name, "invalid_json", message="arguments are missing")
+        problem = ("invalid_json", "arguments are missing")
     else:
         instance, findings = args, ("non_string_arguments",)
+    kept = {"value": instance, "parsed": problem is None}
+    if name not in tools:
+        return CallResult(name, "unknown_tool", message=f"{name!r} is not among the request's tools", **kept)
+    if problem:
+        return CallResult(name, problem[0], message=problem[1], **kept)
     compiled = tool_schema(tools[name])
     failure = None if compiled.unscored else check_instance(compiled, instance)
     if compiled.unscored:  # also a deferred schema that failed to compile just now
-        return CallResult(name, "unscored", message=compiled.unscored, findings=findings)
+        return CallResult(name, "unscored", message=compiled.unscored, findings=findings, **kept)
     if failure:
         reached = next((f for f in compiled.faults if fault_reached(f, failure[0])), None)
         if reached is not None:  # it failed where the schema itself cannot be satisfied
-            return CallResult(name, "unscored", message=f"the dataset's fault: {reached.text()}", findings=findings)
-        return CallResult(name, "schema_mismatch", pointer=failure[0], message=failure[1], findings=findings)
-    return CallResult(name, "valid", findings=findings)
+            return CallResult(name, "unscored", message=f"the dataset's fault: {reached.text()}", findings=findings,
+                              **kept)
+        return CallResult(name, "schema_mismatch", pointer=failure[0], message=failure[1], findings=findings, **kept)
+    return CallResult(name, "valid", findings=findings, **kept)
+
+
+# BFCL's string rule (DESIGN §10): what two strings must share to count as the same answer.
+_LOOSE_DROP = str.maketrans("", "", " ,./-_*^")
+
+
+def loosened(value):
+    """`value` with every string (not object keys) compared by BFCL's rule: spaces and `,./-_*^`
+    removed, lower-cased, `'` read as `"`."""
+    if isinstance(value, str):
+        return value.translate(_LOOSE_DROP).lower().replace("'", '"')
+    if isinstance(value, list):
+        return [loosened(v) for v in value]
+    if isinstance(value, dict):
+        return {k: loosened(v) for k, v in value.items()}
+    return value
+
+
+def call_keys(calls: Iterable[tuple]) -> tuple:
+    """What argument agreement compares of an answer's calls, from (name, parsed arguments,
+    whether they parsed) each: (name, exact, loose) per call, sorted; exact = hash of the canonical
+    arguments, loose = the same after BFCL's string rule, None when the arguments do not parse."""
+    out = []
+    for name, value, parsed in calls:
+        try:
+            out.append((name, sha256_hex(canonical_json(value))[:16], sha256_hex(canonical_json(loosened(value)))[:16])
+                       if parsed else (name, None, None))
+        except (RecursionError, ValueError, TypeError):  # too deep to compare: agrees with nothing
+            out.append((name, None, None))
+    return tuple(sorted(out, key=lambda k: tuple(str(x) for x in k)))
+
+
+def _agree(mine: tuple, theirs: tuple, part: int) -> bool:
+    """Whether two answers' calls have the same arguments, call for call in any order, by the exact
+    (part 1) or the loose (part 2) key; arguments that do not parse agree with nothing."""
+    pick = lambda keys: sorted((str(k[0]), str(k[part])) for k in keys)
+    return None not in (k[part] for k in mine) and pick(mine) == pick(theirs)
 
 
 def parse_exchange(exchange: dict) -> Parsed | None:
@@ -1403,7 +1446,7 @@ def outcome_of(parsed: Parsed, tools: dict, meta: dict, keep_completion: bool = 
     return Outcome(cls, finish, calls, tuple(dict.fromkeys(findings)), parsed.usage, parsed.usage_source,
                    tuple(c.get("name") for c in parsed.calls),
                    completion=parsed.completion if keep_completion else None,
-                   routed_provider=routed, **meta)
+                   routed_provider=routed, keys=call_keys((c.name, c.value, c.parsed) for c in calls), **meta)
 
 
 # Tool-call markup that belongs in `tool_calls`, not in text: Kimi's special tokens, Hermes tags,
@@ -1564,10 +1607,11 @@ class BaselineAnswer:
     answered: bool
     triggered: bool
     names: tuple = ()
+    keys: tuple = ()  # call_keys of its calls: what argument agreement compares
 
 
 def baseline_of(outcome: Outcome) -> BaselineAnswer:
-    return BaselineAnswer(outcome.answered, outcome.triggered, outcome.names)
+    return BaselineAnswer(outcome.answered, outcome.triggered, outcome.names, outcome.keys)
 
 
 def request_fingerprint(body: dict) -> str:
@@ -1594,13 +1638,18 @@ def k2vv_result_answers(lines: Iterable[str], path: str = "results.jsonl") -> di
             continue
         request = rec.get("request") if isinstance(rec.get("request"), dict) else {}
         response = rec.get("response") if isinstance(rec.get("response"), dict) else {}
-        names = ()
+        names, keys = (), ()
         choices = response.get("choices") or []
-        if choices and isinstance(choices[0], dict):
-            calls = (choices[0].get("message") or {}).get("tool_calls") or []
-            names = tuple((c.get("function") or {}).get("name") for c in calls if isinstance(c, dict))
+        if choices and isinstance(choices[0], dict) and isinstance(choices[0].get("message"), dict):
+            calls = choices[0]["message"].get("tool_calls") or []
+            fns = [c.get("function") if isinstance(c.get("function"), dict) else {} for c in calls
+                   if isinstance(c, dict)] if isinstance(calls, list) else []
+            names = tuple(fn.get("name") for fn in fns)
+            parsed = [parse_arguments(fn["arguments"]) if isinstance(fn.get("arguments"), str) else (None, True)
+                      for fn in fns]
+            keys = call_keys((fn.get("name"), value, problem is None) for fn, (value, problem) in zip(fns, parsed))
         latest[rec["data_index"]] = (at, request_fingerprint(request), BaselineAnswer(
-            rec.get("status") == "success", rec.get("finish_reason") == "tool_calls", names))
+            rec.get("status") == "success", rec.get("finish_reason") == "tool_calls", names, keys))
     if errors:
         raise InputErrors(errors)
     return latest
@@ -1698,10 +1747,27 @@ def decide_verdict(schema_ci, answered_share, baseline: dict | None, thresholds:
 UNANSWERED = Outcome("unanswered")
 
 
-def case_facts(out: Outcome) -> tuple:
-    """What a case's counters need of one answer: (answered, triggered, passes, tool names). The
-    runner keeps only this of the answers it fetched (Recorder.fresh), not the whole Outcome."""
-    return out.answered, out.triggered, out.response_class in ("valid", "no_call"), out.names
+class CaseFacts(NamedTuple):
+    """What a case's counters need of one answer. The runner keeps only this of the answers it
+    fetched (Recorder.fresh), not the whole Outcome."""
+    answered: bool
+    triggered: bool
+    passes: bool
+    names: tuple
+    keys: tuple  # call_keys
+
+
+LISTED = 50  # cases a summary names per list (flaky, disagreeing); the counts are whole
+
+
+def _keep_first(kept: list, where: tuple) -> None:
+    """Keep the LISTED first cases in test-set order (cases arrive in order within a share)."""
+    if len(kept) < LISTED:
+        kept.append(where)
+
+
+def case_facts(out: Outcome) -> CaseFacts:
+    return CaseFacts(out.answered, out.triggered, out.response_class in ("valid", "no_call"), out.names, out.keys)
 
 
 class Tally:
@@ -1722,6 +1788,8 @@ class Tally:
         self.scored_calls = self.valid_calls = 0
         self.pass_any = self.pass_all = 0  # cases with at least one / every trial passing (pass@k, pass^k)
         self.tp = self.fp = self.fn = self.tn = self.names_equal = 0
+        self.args_equal = self.args_loose_equal = self.args_differ = self.flaky = 0
+        self.args_differ_cases, self.flaky_cases = [], []  # the first LISTED (data_index, case_id) of each
         self.per_case = Counter()  # (tp, fp, fn) of each case the baseline answered
 
     def add_answer(self, out: Outcome) -> None:
@@ -1762,11 +1830,17 @@ class Tally:
                     self.scored_calls += 1
                     self.valid_calls += call.cls == "valid"
 
-    def add_case(self, answers: list, base: BaselineAnswer | None = None) -> None:
-        """The counters of one case: case_facts of each trial's answer, against the baseline's."""
+    def add_case(self, answers: list, base: BaselineAnswer | None = None, case: Case | None = None) -> None:
+        """The counters of one case: case_facts of each trial's answer, against the baseline's.
+        `case` names it in the lists of flaky and disagreeing cases."""
         self.cases += 1
         passed = ctp = cfp = cfn = 0
-        for answered, triggered, passes, names in answers:
+        where = (case.data_index, case.case_id) if case is not None else (self.cases, "")
+        seen = {(a.triggered, a.passes) for a in answers if a.answered}
+        if len(seen) > 1:  # trials that disagree on trigger or validity
+            self.flaky += 1
+            _keep_first(self.flaky_cases, where)
+        for answered, triggered, passes, names, keys in answers:
             if not answered:
                 continue
             agrees = base is None or not base.answered or base.triggered == triggered
@@ -1775,7 +1849,15 @@ class Tally:
                 continue
             if triggered and base.triggered:  # pairs where both sides answered (DESIGN §8)
                 ctp += 1
-                self.names_equal += sorted(names, key=str) == sorted(base.names, key=str)
+                same_names = sorted(names, key=str) == sorted(base.names, key=str)
+                self.names_equal += same_names
+                exact = same_names and _agree(keys, base.keys, 1)
+                loose = same_names and _agree(keys, base.keys, 2)
+                self.args_equal += exact
+                self.args_loose_equal += loose
+                if not exact:
+                    self.args_differ += 1
+                    _keep_first(self.args_differ_cases, where)
             elif triggered:
                 cfp += 1
             elif base.triggered:
@@ -1806,8 +1888,11 @@ class Tally:
         self.first = min(stamps) if stamps else None
         stamps = [s for s in (self.last, other.last) if s]
         self.last = max(stamps) if stamps else None
-        for name in ("scored_calls", "valid_calls", "pass_any", "pass_all", "tp", "fp", "fn", "tn", "names_equal"):
+        for name in ("scored_calls", "valid_calls", "pass_any", "pass_all", "tp", "fp", "fn", "tn", "names_equal",
+                     "args_equal", "args_loose_equal", "args_differ", "flaky"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for mine, theirs in ((self.args_differ_cases, other.args_differ_cases), (self.flaky_cases, other.flaky_cases)):
+            mine[:] = sorted(mine + theirs)[:LISTED]  # each share kept its first LISTED: so do the merged
 
     def runner(self) -> dict | None:
         """How the runner went, from what each cached answer recorded of it (so `score` gives the
@@ -1841,6 +1926,11 @@ class Tally:
             "f1": _round(f1_of(tp, fp, fn)),
             "f1_ci": bootstrap_f1(self.per_case) if pairs else None,
             "name_agreement": _round(self.names_equal / tp) if tp else None,
+            "argument_agreement": {
+                "exact": _round(self.args_equal / tp) if tp else None,
+                "normalized": _round(self.args_loose_equal / tp) if tp else None,
+                "disagreeing": self.args_differ,
+                "cases": [{"data_index": i, "case_id": c} for i, c in self.args_differ_cases]},
         }
 
     def summary(self, *, thresholds: dict, info: dict, baseline_info: dict | None = None) -> dict:
@@ -1895,6 +1985,8 @@ class Tally:
                 "k": self.trials,
                 "pass_at_k": _round(self.pass_any / self.cases) if self.cases else None,
                 "pass_hat_k": _round(self.pass_all / self.cases) if self.cases else None,
+                "flaky": self.flaky,
+                "flaky_cases": [{"data_index": i, "case_id": c} for i, c in self.flaky_cases],
             }
         return summary
 
@@ -3042,9 +3134,9 @@ class Recorder:
             self._end = self._fh.tell() - len(data)
             for _, _, line, ordinal, outcome in entries:
                 if outcome is not None:
-                    answered, triggered, passes, names = case_facts(outcome)
-                    names = tuple(sys.intern(n) if isinstance(n, str) else n for n in names)
-                    self.fresh[ordinal] = (self._end, len(line), (answered, triggered, passes, names))
+                    facts = case_facts(outcome)
+                    names = tuple(sys.intern(n) if isinstance(n, str) else n for n in facts.names)
+                    self.fresh[ordinal] = (self._end, len(line), facts._replace(names=names))
                     self.tally.add_answer(outcome)
                 self._end += len(line)
         except Exception as err:  # noqa: BLE001 - disk full, a read-only cache: stops the run loudly
@@ -3633,7 +3725,7 @@ def fold_share(job: Job, cache: ResponseCache, baseline: Baseline | None = None,
             base = None
             if baseline is not None:
                 base = baseline.answer(case, next(base_answers, None))
-            fold.tally.add_case(facts, base)
+            fold.tally.add_case(facts, base, case)
     if journal is not None and journal.tally is not None:
         fold.tally.merge(journal.tally)
     fold.sha256 = job.test_set.sha256

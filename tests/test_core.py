@@ -516,7 +516,8 @@ def test_pass_at_k_counts_each_line_even_when_lines_repeat():
     both = [outcome("valid"), outcome("invalid")]  # each line counts, with the same two answers
     trials = check_summary(tally([both, both], trials=2).summary(thresholds=k2vv.default_thresholds(0.6),
                                                                  info=INFO, baseline_info=None))["trials"]
-    assert trials == {"k": 2, "pass_at_k": 1.0, "pass_hat_k": 0.0}
+    assert trials == {"k": 2, "pass_at_k": 1.0, "pass_hat_k": 0.0, "flaky": 2,  # valid once, invalid once: flaky
+                      "flaky_cases": [{"data_index": 1, "case_id": ""}, {"data_index": 2, "case_id": ""}]}
 
 
 def test_no_baseline_is_inconclusive_unless_f1_is_waived():
