@@ -748,7 +748,9 @@ _ALLOWED_NAMES = frozenset(
     "NoneType REGEX_PATTERNS base64 json re decimal custom_formats name_prefix "
     "b64decode compile decode format get is_integer items keys loads match remove search append".split())
 _ALLOWED_NAME_RE = re.compile(r"^(data|validate)\w*$")
-_ALLOWED_CODE_NAMES = re.compile(r"^(validate\w*|<module>|<genexpr>|<listcomp>|<dictcomp>|<setcomp>)$")
+# Functions generated code may define: a validator per $ref target, and `fn`, the helper that
+# `uniqueItems` defines to compare items as JSON values (its body is checked like any other).
+_ALLOWED_CODE_NAMES = re.compile(r"^(validate\w*|fn|<module>|<genexpr>|<listcomp>|<dictcomp>|<setcomp>)$")
 
 
 def _check_generated_code(code) -> None:
