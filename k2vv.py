@@ -923,7 +923,7 @@ def plainly_valid(node, value) -> bool:
     kind = node.get("type")
     if kind is not None and not any(_PLAIN_TYPES[t](value) for t in (kind if isinstance(kind, list) else [kind])):
         return False
-    if "enum" in node and not any(type(e) is type(value) and e == value for e in node["enum"]):
+    if "enum" in node and not any(json_equal(e, value) for e in node["enum"]):
         return False
     if isinstance(value, (int, float)):  # bools too: fastjsonschema compares them as numbers
         if any(k in node and beyond(value, node[k]) for k, beyond in _BOUNDS):
@@ -942,6 +942,20 @@ def plainly_valid(node, value) -> bool:
             if sub is not True and not plainly_valid(sub, item):
                 return False
     return True
+
+
+def json_equal(a, b) -> bool:
+    """Equality of JSON values, as enum/const compare them: `true` and `1` differ at every depth
+    (Python says `[False] == [0]`), `1` and `1.0` are the same number (the suite says so)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(json_equal(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(json_equal, a, b))
+    return type(a) is type(b) and a == b
 
 
 def _deferrable(parameters) -> bool:

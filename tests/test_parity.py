@@ -435,6 +435,9 @@ PLAIN_TRAPS = [
     ({"type": "object", "properties": {"n": {"maximum": 0}}}, {"n": True}),
     ({"type": "object", "properties": {"e": {"enum": [1]}}}, {"e": True}),       # True == 1 in Python
     ({"type": "object", "properties": {"e": {"enum": [1.0]}}}, {"e": 1}),
+    ({"type": "object", "properties": {"e": {"enum": [[False]]}}}, {"e": [0]}),  # [False] == [0] in Python
+    ({"type": "object", "properties": {"e": {"enum": [{"a": [1]}]}}}, {"e": {"a": [True]}}),
+    ({"type": "object", "properties": {"e": {"enum": [[0]]}}}, {"e": [0.0]}),   # the same JSON number: valid
     ({"type": "object", "properties": {"i": {"type": "integer"}}}, {"i": 2.0}),  # draft-07 integer
     ({"type": "object", "properties": {"i": {"type": "number"}}}, {"i": False}),
     ({"type": "object", "additionalProperties": False, "properties": {"a": {}}}, {"a": 1, "b": 2}),
