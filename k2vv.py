@@ -94,13 +94,15 @@ BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 2000, 20250925  # seed: K2VV's first relea
 Z95 = 1.959963984540054
 
 DRAFT07 = "http://json-schema.org/draft-07/schema#"
-_DRAFT_OF_SCHEMA_URI = [  # substring of `$schema` -> how k2vv treats it
-    ("draft-04", "http://json-schema.org/draft-04/schema#"),
-    ("draft-06", "http://json-schema.org/draft-06/schema#"),
-    ("draft-07", DRAFT07),
-    ("2019-09", "2019-09"),
-    ("2020-12", "2020-12"),
-]
+# `$schema` -> how k2vv treats it: the drafts' own meta-schema URIs, exactly (an empty fragment `#`
+# allowed). Any other `$schema` names a custom meta-schema, whose vocabularies k2vv cannot read.
+_DRAFT_OF_SCHEMA_URI = {
+    "http://json-schema.org/draft-04/schema": "http://json-schema.org/draft-04/schema#",
+    "http://json-schema.org/draft-06/schema": "http://json-schema.org/draft-06/schema#",
+    "http://json-schema.org/draft-07/schema": DRAFT07,
+    "https://json-schema.org/draft/2019-09/schema": "2019-09",
+    "https://json-schema.org/draft/2020-12/schema": "2020-12",
+}
 # Keywords of drafts 2019-09/2020-12 that fastjsonschema silently ignores and draft-07 cannot spell:
 # a tool using one is `unscored` (its verdict would be a guess), and `lint` says so.
 NOT_ENFORCED_KEYWORDS = ("unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$dynamicAnchor",
@@ -666,13 +668,16 @@ def schema_keywords(schema) -> set:
 
 
 def schema_draft(schema: dict) -> str:
-    """The draft k2vv applies: the one `$schema` names, else draft-07 (DESIGN §8)."""
+    """The draft k2vv applies: the one `$schema` names, else draft-07 (DESIGN §8). A `$schema`
+    that is no draft's meta-schema comes back as is (see is_custom_metaschema)."""
     uri = schema.get("$schema") if isinstance(schema, dict) else None
     if isinstance(uri, str):
-        for marker, draft in _DRAFT_OF_SCHEMA_URI:
-            if marker in uri:
-                return draft
-    return DRAFT07
+        return _DRAFT_OF_SCHEMA_URI.get(uri[:-1] if uri.endswith("#") else uri, uri)
+    return DRAFT07  # absent, or not a string (then metaschema_problem says so)
+
+
+def is_custom_metaschema(draft: str) -> bool:
+    return draft not in _DRAFT_OF_SCHEMA_URI.values()
 
 
 _REF_NEIGHBOURS_IGNORED = frozenset({"$ref", "$schema", "$id", "$defs", "definitions", "$comment", "title",
@@ -836,6 +841,9 @@ def compile_tool_schema(parameters, by_shape: dict | None = None) -> ToolSchema:
     if not isinstance(parameters, dict):
         return ToolSchema(None, f"parameters is {_json_type(parameters)}, not a JSON Schema object")
     draft = schema_draft(parameters)
+    if is_custom_metaschema(draft):
+        return ToolSchema(None, f"custom meta-schema {draft!r} is not judged (k2vv reads the standard drafts only)",
+                          draft)
     used = schema_keywords(parameters)
     unenforced = sorted(k for k in NOT_ENFORCED_KEYWORDS if k in used)
     if unenforced:

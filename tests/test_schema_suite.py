@@ -279,7 +279,9 @@ DEVIATIONS = (
     Deviation("custom meta-schema",
               "a `$schema` that is not a standard draft's meta-schema (suite: http://localhost:1234/...) "
               "names vocabularies k2vv cannot read: unscored",
-              lambda case: custom_metaschema(case.schema) is not None, r"."),
+              lambda case: custom_metaschema(case.schema) is not None,
+              r"^custom meta-schema '([^']*)' is not judged",
+              lambda case, found: found.group(1) == custom_metaschema(case.schema)),
     Deviation("parameters: false",
               "k2vv's rule: `parameters` must be a schema object (`true`, `{}` and absent accept any "
               "object); a boolean `false` is unscored (compile_tool_schema). Nested, `false` is judged.",
