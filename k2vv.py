@@ -702,15 +702,20 @@ def map_schema(schema, rewrite):
     return rewrite(out)
 
 
+_CONTENT_ANNOTATIONS = ("contentEncoding", "contentMediaType")
+
+
 def desugar_2020(schema):
     """Draft 2019-09/2020-12 keywords rewritten in their exact draft-07 spellings: `prefixItems`
     (+`items`) -> `items: [...]` (+`additionalItems`); `dependentRequired`/`dependentSchemas` ->
     `dependencies`; `$ref` with siblings -> `allOf`. Measured on the 2020-12 suite:
-    notes/packaging-and-validation.md §2f."""
+    notes/packaging-and-validation.md §2f. `contentEncoding`/`contentMediaType` are dropped: since
+    2019-09 they are annotations, which fastjsonschema's draft-07 code would assert."""
     return map_schema(schema, _desugar_node)
 
 
 def _desugar_node(out: dict) -> dict:
+    out = {k: v for k, v in out.items() if k not in _CONTENT_ANNOTATIONS}
     if "$ref" in out and set(out) - _REF_NEIGHBOURS_IGNORED:
         # Since 2019-09 the keywords beside a $ref apply too; draft-07 ignores them. allOf keeps both.
         ref = out["$ref"]
