@@ -703,6 +703,9 @@ def map_schema(schema, rewrite):
 
 
 _CONTENT_ANNOTATIONS = ("contentEncoding", "contentMediaType")
+_MODERN_DRAFTS = ("2019-09", "2020-12")
+# A 2019-09+ schema may still spell draft-07's `dependencies` (suite: optional/dependencies-compatibility.json).
+_DEPENDENCY_KEYWORDS = ("dependencies", "dependentRequired", "dependentSchemas")
 
 
 def desugar_2020(schema):
@@ -710,8 +713,12 @@ def desugar_2020(schema):
     (+`items`) -> `items: [...]` (+`additionalItems`); `dependentRequired`/`dependentSchemas` ->
     `dependencies`; `$ref` with siblings -> `allOf`. Measured on the 2020-12 suite:
     notes/packaging-and-validation.md §2f. `contentEncoding`/`contentMediaType` are dropped: since
-    2019-09 they are annotations, which fastjsonschema's draft-07 code would assert."""
-    return map_schema(schema, _desugar_node)
+    2019-09 they are annotations, which fastjsonschema's draft-07 code would assert. The `$ref`
+    targets resolve_refs lists under REF_TARGETS are schemas too."""
+    out = map_schema(schema, _desugar_node)
+    if isinstance(out.get(REF_TARGETS), dict):
+        out[REF_TARGETS] = {name: map_schema(target, _desugar_node) for name, target in out[REF_TARGETS].items()}
+    return out
 
 
 def _desugar_node(out: dict) -> dict:
@@ -726,14 +733,207 @@ def _desugar_node(out: dict) -> dict:
         if "items" in out:
             out["additionalItems"] = out.pop("items")
         out["items"] = prefix
-    deps = {}
-    if isinstance(out.get("dependentRequired"), dict):
-        deps.update(out.pop("dependentRequired"))
-    if isinstance(out.get("dependentSchemas"), dict):
-        deps.update(out.pop("dependentSchemas"))
-    if deps:
-        out["dependencies"] = dict(out.get("dependencies") or {}, **deps)
+    parts = {}  # property -> what each keyword asks of an object that has it; two of them: allOf
+    for key in _DEPENDENCY_KEYWORDS:
+        if isinstance(out.get(key), dict):
+            for name, value in out.pop(key).items():
+                parts.setdefault(name, []).append(value)
+    if parts:
+        out["dependencies"] = {name: values[0] if len(values) == 1 else
+                               {"allOf": [{"required": v} if isinstance(v, list) else v for v in values]}
+                               for name, values in parts.items()}
     return out
+
+
+# ---- $ref: k2vv resolves every reference itself ----
+# fastjsonschema 2.22.3 resolves `#/...` against the document root even inside a subschema that has
+# its own `$id`, registers no `$id` beside a `$ref`, takes an `$id` inside enum/const data or an
+# unknown keyword for an identifier (suite: ref.json, optional/id.json, optional/unknownKeyword.json),
+# and names the function of a `$ref` target after the pointer with every character outside [a-z0-9]
+# folded to `_`, so `#/$defs/A` and `#/$defs/a` (or two non-ASCII names) shared one function: a
+# wrong verdict. So k2vv indexes the `$id`s and anchors found at schema positions, lists every
+# target under REF_TARGETS at the root (the same objects, not copies) and points each `$ref` there
+# ("#/k2vv:refs/t0"), and compiles with fastjsonschema's own walk turned off (_code_generator).
+REF_TARGETS = "k2vv:refs"
+
+# Subschemas that apply to the instance itself (the others apply to parts of it): a `$ref` cycle
+# through these alone never ends.
+_IN_PLACE = frozenset(("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas", "dependencies"))
+
+
+def _children(node: dict):
+    """(path from `node`, subschema) for each subschema of a schema object."""
+    for key, value in node.items():
+        if key in _SUBSCHEMA_MAP and isinstance(value, dict):
+            yield from (((key, name), sub) for name, sub in value.items() if isinstance(sub, (dict, bool)))
+        elif key in _SUBSCHEMA_LIST and isinstance(value, list):
+            yield from (((key, str(i)), sub) for i, sub in enumerate(value) if isinstance(sub, (dict, bool)))
+        elif key in _SUBSCHEMA_ONE and isinstance(value, (dict, bool)):
+            yield (key,), value
+
+
+def _step(node, token: str):
+    """What a JSON pointer token names inside `node`; LookupError when nothing."""
+    if isinstance(node, dict):
+        return node[token]
+    if isinstance(node, list) and re.fullmatch(r"0|[1-9][0-9]*", token):
+        return node[int(token)]
+    raise LookupError(token)
+
+
+def _at(node, tokens):
+    for token in tokens:
+        node = _step(node, token)
+    return node
+
+
+def _pointer_text(tokens) -> str:
+    return "#" + "".join("/" + t.replace("~", "~0").replace("/", "~1") for t in tokens)
+
+
+def _join(base: str, ref: str) -> str:
+    """`ref` resolved against `base`. A bare fragment keeps any base (urljoin drops `urn:` ones)."""
+    if ref.startswith("#"):
+        return urllib.parse.urldefrag(base).url + ref
+    return urllib.parse.urljoin(base, ref)
+
+
+@dataclass(slots=True)
+class _RefIndex:
+    resources: dict = field(default_factory=lambda: {"": ()})  # URI -> path of the schema it identifies
+    anchors: dict = field(default_factory=dict)  # URI#name -> path
+    bases: dict = field(default_factory=dict)  # path of each schema object walked -> its base URI
+    refs: list = field(default_factory=list)  # (path, base URI, $ref) of each $ref
+
+
+def _register(table: dict, uri: str, path: tuple) -> None:
+    if table.setdefault(uri, path) != path:
+        raise ValueError(f"{uri!r} identifies two subschemas ({_pointer_text(table[uri])}, {_pointer_text(path)})")
+
+
+def _index_schemas(index: _RefIndex, node, path: tuple, base: str, draft: str) -> None:
+    """Add the schema objects at and under `node` (found at `path`) to `index`."""
+    id_keyword = "id" if draft == "http://json-schema.org/draft-04/schema#" else "$id"
+    stack = [(node, path, base)]
+    while stack:
+        node, path, base = stack.pop()
+        if not isinstance(node, dict) or path in index.bases:
+            continue
+        ident = node.get(id_keyword)
+        if isinstance(ident, str) and (draft in _MODERN_DRAFTS or "$ref" not in node):  # draft-07: ignored beside $ref
+            uri, fragment = urllib.parse.urldefrag(_join(base, ident))
+            if urllib.parse.urldefrag(ident).url:
+                base = uri
+                _register(index.resources, uri, path)
+            if fragment and draft not in _MODERN_DRAFTS:  # draft-06/07 `"$id": "#name"` is an anchor
+                _register(index.anchors, f"{uri}#{fragment}", path)
+        if draft in _MODERN_DRAFTS and isinstance(node.get("$anchor"), str):
+            _register(index.anchors, f"{urllib.parse.urldefrag(base).url}#{node['$anchor']}", path)
+        index.bases[path] = base
+        if isinstance(node.get("$ref"), str):
+            index.refs.append((path, base, node["$ref"]))
+        stack.extend((sub, path + more, base) for more, sub in _children(node))
+
+
+def _ref_target(schema, index: _RefIndex, base: str, ref: str) -> tuple:
+    """The path from the root of the subschema `ref` names, or ValueError."""
+    absolute = _join(base, ref)
+    uri, fragment = urllib.parse.urldefrag(absolute)
+    if uri not in index.resources:
+        raise ValueError(f"remote $ref {absolute!r} is not fetched (only local refs are allowed)")
+    if fragment and not fragment.startswith("/"):
+        path = index.anchors.get(f"{uri}#{fragment}")
+    else:
+        tokens = urllib.parse.unquote(fragment).split("/")[1:]
+        path = index.resources[uri] + tuple(t.replace("~1", "/").replace("~0", "~") for t in tokens)
+    try:
+        target = _at(schema, path) if path is not None else None
+    except LookupError:
+        target = None
+    if not isinstance(target, (dict, bool)):
+        raise ValueError(f"$ref {ref!r} points at no subschema")
+    return path
+
+
+def _ref_loop(schema, index: _RefIndex, targets: dict, draft: str) -> list | None:
+    """The paths of a cycle of `$ref`s and in-place subschemas (allOf, not, if, ...) reachable from
+    the root, if any: it applies a schema to the same value forever."""
+    def successors(path):  # (path, applies to the same value)
+        node = _at(schema, path)
+        if not isinstance(node, dict):
+            return
+        if path in targets:
+            yield targets[path], True
+            if draft not in _MODERN_DRAFTS:  # draft-07 ignores the keywords beside a $ref
+                return
+        for more, _ in _children(node):
+            if more[0] not in ("definitions", "$defs"):
+                yield path + more, more[0] in _IN_PLACE
+    reachable, stack = {(): None}, [()]  # a dict: found in the same order every run, so is the loop named
+    while stack:
+        for nxt, _ in successors(stack.pop()):
+            if nxt not in reachable:
+                reachable[nxt] = None
+                stack.append(nxt)
+    done = set()
+    for start in reachable:  # depth-first over in-place edges only; a path node seen again is a cycle
+        trail, branches = [start], [iter([p for p, same in successors(start) if same])]
+        while branches:
+            nxt = next(branches[-1], None)
+            if nxt is None:
+                done.add(trail.pop())
+                branches.pop()
+            elif nxt in trail:
+                return trail[trail.index(nxt):] + [nxt]
+            elif nxt not in done:
+                trail.append(nxt)
+                branches.append(iter([p for p, same in successors(nxt) if same]))
+    return None
+
+
+def resolve_refs(schema: dict, draft: str) -> dict:
+    """A copy of `schema` with every `$ref` target listed under REF_TARGETS and every `$ref`
+    pointing there (the root stays "#"). ValueError for a `$ref` the schema does not hold (remote
+    refs are never fetched) and for a `$ref` cycle that never consumes data (it recurses forever)."""
+    if REF_TARGETS in schema:
+        raise ValueError(f"the schema uses {REF_TARGETS!r}, a name k2vv keeps for itself")
+    index = _RefIndex()
+    _index_schemas(index, schema, (), "", draft)
+    targets, i = {}, 0
+    while i < len(index.refs):
+        path, base, ref = index.refs[i]
+        i += 1
+        target = targets[path] = _ref_target(schema, index, base, ref)
+        if target not in index.bases:  # e.g. `#/examples/0`: outside the walked keywords, its own $refs count
+            enclosing = next(index.bases[target[:n]] for n in range(len(target), -1, -1) if target[:n] in index.bases)
+            _index_schemas(index, _at(schema, target), target, enclosing, draft)
+    loop = _ref_loop(schema, index, targets, draft)
+    if loop:
+        raise ValueError(f"$ref loop {' -> '.join(map(_pointer_text, loop))} never consumes data")
+    out = copy.deepcopy(schema)
+    names = {target: f"t{n}" for n, target in enumerate(dict.fromkeys(t for t in targets.values() if t))}
+    for path, target in targets.items():
+        _at(out, path)["$ref"] = f"#/{REF_TARGETS}/{names[target]}" if target else "#"
+    out[REF_TARGETS] = {name: _at(out, target) for target, name in names.items()}
+    return out
+
+
+def _code_generator(schema: dict):
+    """fastjsonschema's (resolver, code generator) for a schema whose `$ref`s resolve_refs has pointed
+    from the root: fastjsonschema's own walk of the schema, which registers `$id`s found in enum/const
+    data and rewrites `$ref`s inside data, is skipped; and its error messages show a subschema as
+    written instead of resolving `{"$ref": ...}` objects that are enum/const data (an unresolvable one
+    stopped compiling: suite ref.json 'naive replacement of $ref with its destination'), nor the
+    list of `$ref` targets."""
+    import fastjsonschema
+    from fastjsonschema.ref_resolver import RefResolver
+    resolver = RefResolver("", {}, store={}, handlers=_RefuseAllSchemes())  # walks {}: nothing
+    resolver.schema = schema
+    generator = fastjsonschema._get_code_generator_class(schema)(schema, resolver=resolver, use_default=False,
+                                                                 use_formats=False)
+    generator._expand_refs = lambda definition: {k: v for k, v in definition.items() if k != REF_TARGETS} \
+        if isinstance(definition, dict) else definition
+    return resolver, generator
 
 
 class _RefuseAllSchemes(dict):
@@ -854,8 +1054,13 @@ def compile_tool_schema(parameters, by_shape: dict | None = None) -> ToolSchema:
     if unenforced:
         return ToolSchema(None, f"uses {', '.join(unenforced)}, which k2vv cannot enforce", draft)
     schema = parameters
-    if draft in ("2019-09", "2020-12"):
-        schema = desugar_2020(parameters)
+    if "$ref" in used:
+        try:
+            schema = resolve_refs(parameters, draft)
+        except ValueError as err:
+            return ToolSchema(None, str(err)[:300], draft)
+    if draft in _MODERN_DRAFTS:
+        schema = desugar_2020(schema)
     schema = dict(schema, **{"$schema": draft if draft.startswith("http") else DRAFT07})
     problem = metaschema_problem(schema)
     if problem:
@@ -865,9 +1070,7 @@ def compile_tool_schema(parameters, by_shape: dict | None = None) -> ToolSchema:
     if shape in (by_shape or {}):
         return ToolSchema(by_shape[shape], None, draft)
     try:
-        import fastjsonschema
-        resolver, generator = fastjsonschema._factory(schema, _RefuseAllSchemes(),
-                                                      use_default=False, use_formats=False)
+        resolver, generator = _code_generator(schema)
         code = compile(generator.func_code, "<k2vv tool schema>", "exec")
         _check_generated_code(code)
         state = generator.global_state

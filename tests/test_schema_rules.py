@@ -33,3 +33,106 @@ def test_any_other_metaschema_is_custom_and_unscored(uri):
     assert k2vv.tool_schema(schema).unscored == \
         f"custom meta-schema {uri!r} is not judged (k2vv reads the standard drafts only)"
     assert call_verdict(schema, {"n": 1}) == "unscored"
+
+
+# ---- 2019-09/2020-12 desugaring: pointers into renamed keywords ---------------------------------
+
+S2020 = "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_a_ref_to_items_beside_prefixItems_names_the_schema_for_the_rest():
+    """In 2020-12 `items` beside `prefixItems` is draft-07's additionalItems; a `$ref` to it must
+    follow it there (the suite only points at prefixItems/N)."""
+    schema = {"$schema": S2020, "type": "object", "properties": {
+        "t": {"prefixItems": [{"type": "integer"}], "items": {"type": "string"}},
+        "u": {"$ref": "#/properties/t/items"}}}
+    assert call_verdict(schema, {"t": [1, "a"], "u": "b"}) == "valid"
+    assert call_verdict(schema, {"u": 1}) == "invalid"
+    assert call_verdict(schema, {"t": [1, 2]}) == "invalid"
+
+
+def test_a_ref_to_dependentSchemas_names_the_dependent_schema():
+    schema = {"$schema": S2020, "type": "object",
+              "dependentSchemas": {"a": {"required": ["b"]}},
+              "properties": {"nested": {"$ref": "#/dependentSchemas/a"}}}
+    assert call_verdict(schema, {"nested": {"b": 1}}) == "valid"
+    assert call_verdict(schema, {"nested": {}}) == "invalid"
+    assert call_verdict(schema, {"a": 1}) == "invalid"
+
+
+def test_dependentRequired_and_dependentSchemas_on_one_property_both_apply():
+    schema = {"$schema": S2020, "type": "object", "dependentRequired": {"a": ["b"]},
+              "dependentSchemas": {"a": {"properties": {"c": {"type": "string"}}}},
+              "properties": {"d": {"$ref": "#/dependentSchemas/a"}}}
+    assert call_verdict(schema, {"a": 1, "b": 1, "c": "x"}) == "valid"
+    assert call_verdict(schema, {"a": 1, "c": "x"}) == "invalid"   # dependentRequired
+    assert call_verdict(schema, {"a": 1, "b": 1, "c": 1}) == "invalid"  # dependentSchemas
+    assert call_verdict(schema, {"d": {"c": 1}}) == "invalid"
+
+
+# ---- $ref: resolved by k2vv -----------------------------------------------------------------------
+
+def test_refs_whose_names_fold_to_the_same_function_name_stay_apart():
+    """fastjsonschema names a $ref target's function after the pointer, lower-cased, every other
+    character folded to `_`: `A`/`a` (or two Chinese names) shared one function."""
+    for a, b in (("A", "a"), ("城市", "国家"), ("a-b", "a_b")):
+        schema = {"type": "object", "definitions": {a: {"type": "string"}, b: {"type": "integer"}},
+                  "properties": {"x": {"$ref": f"#/definitions/{a}"}, "y": {"$ref": f"#/definitions/{b}"}}}
+        assert call_verdict(schema, {"x": "s", "y": 1}) == "valid", (a, b)
+        assert call_verdict(schema, {"x": 1}) == "invalid", (a, b)
+        assert call_verdict(schema, {"y": "s"}) == "invalid", (a, b)
+
+
+def test_ref_data_inside_const_is_compared_as_written():
+    """fastjsonschema's walk rewrote a `$ref` found inside const data against the `$id` in scope."""
+    schema = {"$id": "http://example.com/root.json", "type": "object", "definitions": {"s": {"type": "string"}},
+              "properties": {"c": {"const": {"$id": "http://example.com/data/", "k": {"$ref": "rel.json"}}},
+                             "s": {"$ref": "#/definitions/s"}}}
+    assert call_verdict(schema, {"c": {"$id": "http://example.com/data/", "k": {"$ref": "rel.json"}}}) == "valid"
+    assert call_verdict(schema, {"c": {"$id": "http://example.com/data/",
+                                       "k": {"$ref": "http://example.com/data/rel.json"}}}) == "invalid"
+
+
+def test_a_recursive_schema_that_consumes_data_is_judged():
+    tree = {"type": "object", "properties": {"v": {"type": "integer"}, "kids": {"type": "array", "items": {"$ref": "#"}}}}
+    assert call_verdict(tree, {"v": 1, "kids": [{"v": 2, "kids": [{"v": 3}]}]}) == "valid"
+    assert call_verdict(tree, {"v": 1, "kids": [{"v": 2, "kids": [{"v": "x"}]}]}) == "invalid"
+
+
+@pytest.mark.parametrize("schema, loop", [
+    ({"type": "object", "definitions": {"a": {"$ref": "#/definitions/b"}, "b": {"$ref": "#/definitions/a"}},
+      "properties": {"x": {"$ref": "#/definitions/a"}}}, "#/definitions/a -> #/definitions/b -> #/definitions/a"),
+    ({"type": "object", "definitions": {"a": {"anyOf": [{"type": "string"}, {"$ref": "#/definitions/a"}]}},
+      "properties": {"x": {"$ref": "#/definitions/a"}}},
+     "#/definitions/a -> #/definitions/a/anyOf/1 -> #/definitions/a"),
+    ({"type": "object", "allOf": [{"$ref": "#"}]}, "# -> #/allOf/0 -> #"),
+    ({"$schema": S2020, "type": "object", "$defs": {"a": {"not": {"$ref": "#/$defs/a"}}},
+      "properties": {"x": {"$ref": "#/$defs/a"}}}, "#/$defs/a -> #/$defs/a/not -> #/$defs/a"),
+])
+def test_a_ref_loop_that_never_consumes_data_is_unscored_and_named(schema, loop):
+    assert k2vv.tool_schema(schema).unscored == f"$ref loop {loop} never consumes data"
+    assert call_verdict(schema, {"x": 1}) == "unscored"
+
+
+def test_a_loop_nobody_refers_to_or_beside_an_ignored_draft07_ref_is_no_loop():
+    unused = {"type": "object", "definitions": {"a": {"$ref": "#/definitions/a"}}}
+    ignored = {"type": "object", "definitions": {"s": {"type": "string"}},
+               "properties": {"x": {"$ref": "#/definitions/s", "allOf": [{"$ref": "#/properties/x"}]}}}
+    assert call_verdict(unused, {}) == "valid"
+    assert call_verdict(ignored, {"x": "s"}) == "valid" and call_verdict(ignored, {"x": 1}) == "invalid"
+
+
+@pytest.mark.parametrize("ref, reason", [
+    ("#/definitions/nope", "$ref '#/definitions/nope' points at no subschema"),
+    ("#/properties/x/type", "$ref '#/properties/x/type' points at no subschema"),
+    ("#nowhere", "$ref '#nowhere' points at no subschema"),
+    ("other.json#/a", "remote $ref 'other.json#/a' is not fetched (only local refs are allowed)"),
+])
+def test_a_ref_the_schema_does_not_hold_is_unscored(ref, reason):
+    schema = {"type": "object", "properties": {"x": {"type": "string"}, "y": {"$ref": ref}}}
+    assert k2vv.tool_schema(schema).unscored == reason
+
+
+def test_the_name_k2vv_keeps_for_ref_targets_is_refused_not_overwritten():
+    schema = {"type": "object", k2vv.REF_TARGETS: {}, "properties": {"x": {"$ref": "#/properties/y"}, "y": {}}}
+    assert "k2vv keeps for itself" in k2vv.tool_schema(schema).unscored
