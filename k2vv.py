@@ -656,15 +656,22 @@ def _subschemas(schema: dict):
             yield from (s for s in schema[key].values() if isinstance(s, dict))
 
 
-def schema_keywords(schema) -> set:
-    """Every keyword used anywhere in a schema (keys of schema objects, not property names)."""
-    found, stack = set(), [schema]
+def _schema_objects(schema):
+    """Every schema object of a schema, found at keyword positions only (and, in a schema that
+    resolve_refs has prepared, the `$ref` targets it lists under REF_TARGETS)."""
+    stack = [schema]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            found.update(node)
+            yield node
             stack.extend(_subschemas(node))
-    return found
+            if isinstance(node.get(REF_TARGETS), dict):
+                stack.extend(node[REF_TARGETS].values())
+
+
+def schema_keywords(schema) -> set:
+    """Every keyword used anywhere in a schema (keys of schema objects, not property names)."""
+    return {key for node in _schema_objects(schema) for key in node}
 
 
 def schema_draft(schema: dict) -> str:
@@ -1018,6 +1025,56 @@ class ToolSchema:
 ACCEPT_ANY = ToolSchema(None)
 
 
+class CannotJudge(Exception):
+    """The compiled validator stopped without a verdict (a RecursionError, an OverflowError, a
+    multipleOf beyond exact arithmetic): the call is unscored with this reason, never a mismatch."""
+
+
+# multipleOf, as fastjsonschema 2.22.3 generates it: int by int exactly; a float divisor through
+# Decimal in the current context (28 digits: 1e30 passed as a multiple of 0.3); an int divisor of a
+# float by float division, exact below 2**53 only (1e20 passed as a multiple of 3); then "inifinity
+# reached" when the float quotient overflows, even for a multiple (1e308 of 0.5: suite
+# optional/float-overflow.json). 1,000 digits make every Decimal quotient of float-sized numbers exact.
+_EXACT_FLOAT_LIMIT = 2 ** 53
+_MULTIPLE_OF_DIGITS = 1000
+
+
+def _judged_exactly(validate, int_divisor: bool):
+    """`validate` for a schema that uses multipleOf: Decimal quotients computed exactly, and
+    CannotJudge where fastjsonschema's float arithmetic cannot be trusted."""
+    import decimal
+    from fastjsonschema import JsonSchemaValueException
+    context = decimal.Context(prec=_MULTIPLE_OF_DIGITS)
+
+    def validate_exactly(data):
+        if int_divisor:
+            big = _float_beyond(data, _EXACT_FLOAT_LIMIT)
+            if big is not None:
+                raise CannotJudge(f"multipleOf: {big!r} is beyond 2**53, where a float quotient is not exact")
+        try:
+            with decimal.localcontext(context):
+                return validate(data)
+        except JsonSchemaValueException as err:
+            if err.rule == "multipleOf" and "inifinity reached" in str(err.message):
+                raise CannotJudge(f"multipleOf: the quotient of {err.value!r} overflows a float") from None
+            raise
+    return validate_exactly
+
+
+def _float_beyond(value, limit):
+    """The first float in a JSON value whose magnitude is at least `limit`, else None."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, float) and abs(node) >= limit:
+            return node
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None
+
+
 def _accepts_anything(parameters) -> bool:
     """Empty or absent `parameters` (or `true`) accept any object (DESIGN §8; K2VV fails them all)."""
     return parameters is None or parameters is True or parameters == {}
@@ -1076,6 +1133,9 @@ def compile_tool_schema(parameters, by_shape: dict | None = None) -> ToolSchema:
         state = generator.global_state
         exec(code, state)  # checked above: it can only reach the allowlisted names
         validate = state[resolver.get_scope_name()]
+        divisors = [node["multipleOf"] for node in _schema_objects(schema) if "multipleOf" in node]
+        if divisors:
+            validate = _judged_exactly(validate, any(isinstance(d, int) for d in divisors))
         if shape is not None:
             by_shape[shape] = validate
         return ToolSchema(validate, None, draft)
@@ -1232,8 +1292,9 @@ def _pointer(path_name: str | None) -> str:
 
 
 def check_instance(schema: ToolSchema, instance) -> tuple[str, str] | None:
-    """None when `instance` satisfies the schema, else (JSON pointer, message). Tool arguments must
-    be a JSON object whatever the schema says (OpenAI function calling)."""
+    """None when `instance` satisfies the schema, else (JSON pointer, message); CannotJudge when
+    the validator fails without a verdict. Tool arguments must be a JSON object whatever the schema
+    says (OpenAI function calling)."""
     if not isinstance(instance, dict):
         return "", f"arguments are {_json_type(instance)}, not a JSON object"
     deferred = schema.deferred
@@ -1246,11 +1307,14 @@ def check_instance(schema: ToolSchema, instance) -> tuple[str, str] | None:
         return None
     try:
         schema.validate(instance)
-    except Exception as err:  # noqa: BLE001 - JsonSchemaValueException, or a bug in generated code
-        name = getattr(err, "name", None)
-        rule = getattr(err, "rule", None)
-        message = getattr(err, "message", None) or str(err)
-        return _pointer(name), (f"{message} ({rule})" if rule else message)[:300]
+    except CannotJudge:
+        raise
+    except Exception as err:  # noqa: BLE001 - JsonSchemaValueException is a verdict; anything else is not
+        from fastjsonschema import JsonSchemaValueException
+        if not isinstance(err, JsonSchemaValueException):
+            raise CannotJudge(f"the validator stopped without a verdict: {type(err).__name__}: {err}"[:300]) from None
+        message = err.message or str(err)
+        return _pointer(err.name), (f"{message} ({err.rule})" if err.rule else message)[:300]
     return None
 
 
@@ -1312,7 +1376,10 @@ def classify_call(call: dict, tools: dict) -> CallResult:
     else:
         instance, findings = args, ("non_string_arguments",)
     compiled = tool_schema(tools[name])
-    failure = None if compiled.unscored else check_instance(compiled, instance)
+    try:
+        failure = None if compiled.unscored else check_instance(compiled, instance)
+    except CannotJudge as err:  # the validator's failure, not the provider's
+        return CallResult(name, "unscored", message=str(err), findings=findings)
     if compiled.unscored:  # also a deferred schema that failed to compile just now
         return CallResult(name, "unscored", message=compiled.unscored, findings=findings)
     if failure:

@@ -136,3 +136,44 @@ def test_a_ref_the_schema_does_not_hold_is_unscored(ref, reason):
 def test_the_name_k2vv_keeps_for_ref_targets_is_refused_not_overwritten():
     schema = {"type": "object", k2vv.REF_TARGETS: {}, "properties": {"x": {"$ref": "#/properties/y"}, "y": {}}}
     assert "k2vv keeps for itself" in k2vv.tool_schema(schema).unscored
+
+
+# ---- a validator that stops without a verdict: unscored, never schema_mismatch --------------------
+
+def _classify(parameters, instance) -> k2vv.CallResult:
+    return k2vv.classify_call({"name": "f", "arguments": instance}, {"f": parameters})
+
+
+def test_a_recursion_error_in_the_validator_is_no_verdict():
+    recursive = {"type": "object", "properties": {"a": {"$ref": "#"}}}
+    deep = {}
+    for _ in range(5000):  # arguments sent as an object are not read through read_json's depth limit
+        deep = {"a": deep}
+    result = _classify(recursive, deep)
+    assert result.cls == "unscored" and result.message.startswith(
+        "the validator stopped without a verdict: RecursionError"), result
+    assert _classify(recursive, {"a": {"a": {}}}).cls == "valid"
+
+
+def test_an_overflow_error_in_the_validator_is_no_verdict():
+    """10**400 is a multiple of 0.5 (exact Decimal), then fastjsonschema divides it as a float."""
+    result = _classify({"type": "object", "properties": {"n": {"multipleOf": 0.5}}}, '{"n": 1' + "0" * 400 + "}")
+    assert result.cls == "unscored", result
+    assert result.message == "the validator stopped without a verdict: OverflowError: int too large to convert to float"
+
+
+@pytest.mark.parametrize("divisor, value, verdict", [
+    (0.01, 19.99, "valid"),
+    (0.3, 0.9, "valid"),
+    (0.3, 1e30, "invalid"),        # 28 Decimal digits called 1e30 / 0.3 an integer
+    (3e-30, 1, "invalid"),         # and 1 / 3e-30
+    (0.5, 1e30, "valid"),
+    (3, 10 ** 20, "invalid"),      # int by int: exact
+    (3, 3 * 10 ** 20, "valid"),
+    (3, 1e20, "unscored"),         # float by int divides in float: not exact from 2**53
+    (0.5, 1e308, "unscored"),      # suite optional/float-overflow.json: 'inifinity reached'
+    (1e-310, 1.5, "unscored"),
+])
+def test_multipleOf_is_exact_or_unscored(divisor, value, verdict):
+    schema = {"type": "object", "properties": {"n": {"multipleOf": divisor}}}
+    assert call_verdict(schema, {"n": value}) == verdict

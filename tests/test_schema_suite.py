@@ -282,6 +282,11 @@ DEVIATIONS = (
               lambda case: custom_metaschema(case.schema) is not None,
               r"^custom meta-schema '([^']*)' is not judged",
               lambda case, found: found.group(1) == custom_metaschema(case.schema)),
+    Deviation("multipleOf beyond exact arithmetic",
+              "fastjsonschema's multipleOf stops with 'inifinity reached' when the float quotient overflows, "
+              "even for a multiple (1e308 of 0.5), and divides a float by an integer divisor in float, exact "
+              "only below 2**53: such a call is unscored (k2vv _judged_exactly; Decimal quotients are exact)",
+              _uses("multipleOf"), r"^multipleOf: "),
     Deviation("parameters: false",
               "k2vv's rule: `parameters` must be a schema object (`true`, `{}` and absent accept any "
               "object); a boolean `false` is unscored (compile_tool_schema). Nested, `false` is judged.",
@@ -436,24 +441,28 @@ def _fresh():
 
 
 def _reason(parameters, arguments, verdict: str) -> str | None:
-    """k2vv's words for a verdict: the schema's unscored reason, or the mismatch message of a repeat
-    call (the schema's state is that of the path just judged, or later)."""
-    if verdict == "unscored":
-        return k2vv.tool_schema(parameters).unscored
-    if verdict == "invalid":
-        result = k2vv.classify_call({"name": "f", "arguments": json.dumps(arguments)}, {"f": parameters})
-        return f"{result.pointer or '/'}: {result.message}"
-    return None
+    """k2vv's words for a verdict, from a repeat call (the schema's state is that of the path just
+    judged, or later): the unscored reason (the schema's, or the call's when the validator could
+    not judge it), or the mismatch message."""
+    if verdict not in ("unscored", "invalid"):
+        return None
+    result = k2vv.classify_call({"name": "f", "arguments": json.dumps(arguments)}, {"f": parameters})
+    return result.message if verdict == "unscored" else f"{result.pointer or '/'}: {result.message}"
 
 
 def validator_verdict(schema, instance) -> tuple[str, str | None]:
-    """The verdict of a compiled ToolSchema's validator, read as check_instance reads it (any
-    exception is a mismatch), for a non-object instance that classify_call would refuse unread."""
+    """The verdict of a compiled ToolSchema's validator, read as check_instance reads it (a
+    JsonSchemaValueException is a mismatch; CannotJudge or any other exception is no verdict), for
+    a non-object instance that classify_call would refuse unread."""
     if schema.validate is None:
         return "valid", None
     try:
         schema.validate(instance)
+    except k2vv.CannotJudge as err:
+        return "unscored", str(err)
     except Exception as err:  # noqa: BLE001
+        if type(err).__name__ != "JsonSchemaValueException":
+            return "unscored", f"the validator stopped without a verdict: {type(err).__name__}: {err}"
         return "invalid", str(getattr(err, "message", None) or err)[:200]
     return "valid", None
 
@@ -500,7 +509,7 @@ def judge_case(case: Case) -> tuple[list[Judgment], list[RuleBreak]]:
                     continue
             j = Judgment(case, test, path, view, parameters, arguments, verdict, shortcut=shortcut)
             if verdict == "unscored":
-                j.message = _reason(parameters, arguments, verdict)
+                j.message = said if view == "validator" else _reason(parameters, arguments, verdict)
                 dev = deviation_for(case, j.message)
                 j.outcome, j.deviation = ("unscored", dev.name) if dev else ("unscored!", None)
             elif verdict == j.expected:
