@@ -715,17 +715,21 @@ _MODERN_DRAFTS = ("2019-09", "2020-12")
 _DEPENDENCY_KEYWORDS = ("dependencies", "dependentRequired", "dependentSchemas")
 
 
+def map_resolved_schema(schema, rewrite):
+    """map_schema, also over the `$ref` targets resolve_refs lists under REF_TARGETS."""
+    out = map_schema(schema, rewrite)
+    if isinstance(out.get(REF_TARGETS), dict):
+        out[REF_TARGETS] = {name: map_schema(target, rewrite) for name, target in out[REF_TARGETS].items()}
+    return out
+
+
 def desugar_2020(schema):
     """Draft 2019-09/2020-12 keywords rewritten in their exact draft-07 spellings: `prefixItems`
     (+`items`) -> `items: [...]` (+`additionalItems`); `dependentRequired`/`dependentSchemas` ->
     `dependencies`; `$ref` with siblings -> `allOf`. Measured on the 2020-12 suite:
     notes/packaging-and-validation.md §2f. `contentEncoding`/`contentMediaType` are dropped: since
-    2019-09 they are annotations, which fastjsonschema's draft-07 code would assert. The `$ref`
-    targets resolve_refs lists under REF_TARGETS are schemas too."""
-    out = map_schema(schema, _desugar_node)
-    if isinstance(out.get(REF_TARGETS), dict):
-        out[REF_TARGETS] = {name: map_schema(target, _desugar_node) for name, target in out[REF_TARGETS].items()}
-    return out
+    2019-09 they are annotations, which fastjsonschema's draft-07 code would assert."""
+    return map_resolved_schema(schema, _desugar_node)
 
 
 def _desugar_node(out: dict) -> dict:
@@ -925,6 +929,138 @@ def resolve_refs(schema: dict, draft: str) -> dict:
     return out
 
 
+# ---- patterns: ECMA-262, as JSON Schema says, run on Python's re ----
+# Python's \d \w \b are Unicode-aware (ECMA's are ASCII), its \s is another set, its `.` matches
+# \r, \u2028 and \u2029, its `$` matches before a final newline, it reads `{,5}` as a quantifier and
+# `a*+` as possessive, and it has no \cX (suite: optional/ecmascript-regex.json). ecma_to_python
+# rewrites exactly those; what it cannot rewrite faithfully makes the schema unscored.
+
+def _char_class_text(ranges) -> str:
+    def char(c):
+        return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" if c < 0x10000 else f"\\U{c:08x}"
+    return "".join(char(lo) if lo == hi else f"{char(lo)}-{char(hi)}" for lo, hi in ranges)
+
+
+# ECMA-262 WhiteSpace and LineTerminator: TAB VT FF SP NBSP ZWNBSP, the Space_Separator category, LF CR LS PS.
+_ECMA_SPACE_RANGES = ((0x09, 0x0d), (0x20, 0x20), (0xa0, 0xa0), (0x1680, 0x1680), (0x2000, 0x200a),
+                      (0x2028, 0x2029), (0x202f, 0x202f), (0x205f, 0x205f), (0x3000, 0x3000), (0xfeff, 0xfeff))
+_ECMA_SPACE = _char_class_text(_ECMA_SPACE_RANGES)
+_ECMA_NOT_SPACE = _char_class_text(  # the gaps between those ranges, up to the last code point
+    [(lo, hi) for lo, hi in zip([0] + [h + 1 for _, h in _ECMA_SPACE_RANGES],
+                                [lo - 1 for lo, _ in _ECMA_SPACE_RANGES] + [0x10FFFF]) if lo <= hi])
+_ECMA_QUANTIFIER = re.compile(r"\{[0-9]+(,[0-9]*)?\}")
+_ECMA_GROUP_OPENERS = ("(?:", "(?=", "(?!", "(?<=", "(?<!")
+
+
+def ecma_to_python(pattern: str) -> str:
+    r"""An ECMA-262 pattern as a Python `re` pattern that matches the same strings: \d \w \b
+    ASCII (the `(?a)` flag), \s the ECMA white space, `.` no line terminator, `$` only the end, \cX
+    a control character, `{` a literal unless it is a quantifier, named groups spelled (?P<name>).
+    ValueError for what has no faithful translation (\p{...}, backreferences, Python-only syntax)."""
+    out, i, ascii_classes, after_quantifier = [], 0, False, False
+    while i < len(pattern):
+        c, quantifier = pattern[i], False
+        if c == "\\":
+            text, i = _ecma_escape(pattern, i, in_class=False)
+            ascii_classes = ascii_classes or text in ("\\d", "\\D", "\\w", "\\W", "\\b", "\\B")
+        elif c == "[":
+            text, i, uses_ascii = _ecma_class(pattern, i)
+            ascii_classes = ascii_classes or uses_ascii
+        elif c == "(" and pattern.startswith("(?", i):
+            opener = next((o for o in _ECMA_GROUP_OPENERS if pattern.startswith(o, i)), None)
+            named = re.match(r"\(\?<([A-Za-z_][A-Za-z0-9_]*)>", pattern[i:])
+            if opener is None and named is None:
+                raise ValueError(f"{pattern[i:i + 3]!r} is not ECMA-262 syntax")
+            text, i = (opener, i + len(opener)) if opener else (f"(?P<{named.group(1)}>", i + named.end())
+        elif c == "{" and _ECMA_QUANTIFIER.match(pattern, i):
+            text = _ECMA_QUANTIFIER.match(pattern, i).group()
+            i, quantifier = i + len(text), True
+        elif c == "+" and after_quantifier:
+            raise ValueError("a possessive quantifier is not ECMA-262 syntax")
+        else:
+            text, i, quantifier = {".": r"[^\n\r\u2028\u2029]", "$": r"\Z", "{": r"\{"}.get(c, c), i + 1, c in "*+?"
+        out.append(text)
+        after_quantifier = quantifier
+    return ("(?a)" if ascii_classes else "") + "".join(out)
+
+
+def _ecma_escape(pattern: str, i: int, in_class: bool) -> tuple[str, int]:
+    """(Python text, next index) for the escape at pattern[i] (a backslash)."""
+    c = pattern[i + 1] if i + 1 < len(pattern) else ""
+    if not c:
+        raise ValueError("a trailing backslash is not ECMA-262 syntax")
+    hex_digits = re.match(r"x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}", pattern[i + 1:i + 6])
+    if c in "dDwWtnrvf" or c == "b" or c == "B" and not in_class:
+        return "\\" + c, i + 2  # the same in Python (\d \w \b once ASCII; [\b] is backspace in both)
+    if c in "sS":
+        body = _ECMA_SPACE if c == "s" else _ECMA_NOT_SPACE
+        return (body if in_class else f"[{body}]"), i + 2
+    if c == "c" and pattern[i + 2:i + 3].isascii() and pattern[i + 2:i + 3].isalpha():
+        return f"\\x{ord(pattern[i + 2]) % 32:02x}", i + 3
+    if c == "0" and not pattern[i + 2:i + 3].isdigit():
+        return "\\x00", i + 2
+    if hex_digits:
+        end = i + 1 + hex_digits.end()
+        pair = re.match(r"\\u(d[c-f][0-9a-f]{2})", pattern[end:end + 6], re.I)
+        if c == "u" and 0xD800 <= int(hex_digits.group()[1:], 16) < 0xDC00 and pair:  # a UTF-16 surrogate pair
+            high, low = int(hex_digits.group()[1:], 16), int(pair.group(1), 16)
+            return f"\\U{0x10000 + (high - 0xD800) * 0x400 + (low - 0xDC00):08x}", end + 6
+        return pattern[i:end], end
+    if c and not (c.isascii() and c.isalnum()):
+        return "\\" + c, i + 2  # an escaped symbol (or a non-ASCII character) is itself in both
+    what = {"p": "\\p{...} (Unicode properties)", "P": "\\P{...} (Unicode properties)",
+            "k": "a named backreference"}.get(c, "a backreference" if c.isdigit() else f"\\{c}")
+    raise ValueError(f"{what} has no faithful Python translation")
+
+
+def _ecma_class(pattern: str, i: int) -> tuple[str, int, bool]:
+    r"""(Python text, next index, uses \d \w) for the character class at pattern[i] (a `[`). ECMA
+    closes a class at its first `]` even right after `[` or `[^`: `[]` matches nothing, `[^]` anything."""
+    negated = pattern.startswith("[^", i)
+    i += 2 if negated else 1
+    items, uses_ascii = [], False
+    while i < len(pattern) and pattern[i] != "]":
+        if pattern[i] == "\\":
+            text, i = _ecma_escape(pattern, i, in_class=True)
+            uses_ascii = uses_ascii or text in ("\\d", "\\D", "\\w", "\\W")
+        else:  # `[` and set-operation lookalikes (&& || ~~) are escaped: Python warns and may one day read
+            # them; `$` too, or fastjsonschema, which turns every unescaped `$` into `\Z`, would make `[$]` `[\Z]`
+            text, i = ("\\" + pattern[i] if pattern[i] in "[&|~$" else pattern[i]), i + 1
+        items.append(text)
+    if i >= len(pattern):
+        raise ValueError("an unterminated character class")
+    if not items:
+        return ("[\\x00-\\U0010ffff]" if negated else "(?!)"), i + 1, False
+    return f"[{'^' if negated else ''}{''.join(items)}]", i + 1, uses_ascii
+
+
+def translate_patterns(schema):
+    """`schema` with every `pattern` and `patternProperties` name in Python's dialect (ecma_to_python);
+    ValueError naming the first pattern that has no faithful translation. A translated node keeps
+    its pattern as written under PATTERN_AS_WRITTEN, which mismatch messages quote."""
+    def translated(node: dict) -> dict:
+        if isinstance(node.get("pattern"), str):
+            node = dict(node, pattern=_python_pattern(node["pattern"]), **{PATTERN_AS_WRITTEN: node["pattern"]})
+        if isinstance(node.get("patternProperties"), dict):
+            merged = {}  # two names may translate alike (`a{,2}`, `a\{,2}`): both subschemas apply
+            for name, sub in node["patternProperties"].items():
+                merged.setdefault(_python_pattern(name), []).append(sub)
+            node = dict(node, patternProperties={p: subs[0] if len(subs) == 1 else {"allOf": subs}
+                                                 for p, subs in merged.items()})
+        return node
+    return map_resolved_schema(schema, translated)
+
+
+PATTERN_AS_WRITTEN = "k2vv:pattern"
+
+
+def _python_pattern(pattern: str) -> str:
+    try:
+        return ecma_to_python(pattern)
+    except ValueError as err:
+        raise ValueError(f"pattern {pattern!r} is not judged: {err}") from None
+
+
 def _code_generator(schema: dict):
     """fastjsonschema's (resolver, code generator) for a schema whose `$ref`s resolve_refs has pointed
     from the root: fastjsonschema's own walk of the schema, which registers `$id`s found in enum/const
@@ -1107,21 +1243,27 @@ def compile_tool_schema(parameters, by_shape: dict | None = None) -> ToolSchema:
         return ToolSchema(None, f"custom meta-schema {draft!r} is not judged (k2vv reads the standard drafts only)",
                           draft)
     used = schema_keywords(parameters)
-    unenforced = sorted(k for k in NOT_ENFORCED_KEYWORDS if k in used)
-    if unenforced:
-        return ToolSchema(None, f"uses {', '.join(unenforced)}, which k2vv cannot enforce", draft)
     schema = parameters
-    if "$ref" in used:
+    if "$ref" in used and not any(k in used for k in NOT_ENFORCED_KEYWORDS):
         try:
             schema = resolve_refs(parameters, draft)
         except ValueError as err:
             return ToolSchema(None, str(err)[:300], draft)
+        used = schema_keywords(schema)  # with the $ref targets outside the walked keywords
+    unenforced = sorted(k for k in NOT_ENFORCED_KEYWORDS if k in used)
+    if unenforced:
+        return ToolSchema(None, f"uses {', '.join(unenforced)}, which k2vv cannot enforce", draft)
     if draft in _MODERN_DRAFTS:
         schema = desugar_2020(schema)
     schema = dict(schema, **{"$schema": draft if draft.startswith("http") else DRAFT07})
     problem = metaschema_problem(schema)
     if problem:
         return ToolSchema(None, problem, draft)
+    if "pattern" in used or "patternProperties" in used:
+        try:
+            schema = translate_patterns(schema)
+        except ValueError as err:
+            return ToolSchema(None, str(err)[:300], draft)
     # A $ref may point anywhere, prose included: such a schema keeps a validator of its own.
     shape = None if by_shape is None or "$ref" in used else sha256_hex(canonical_json(schema_shape(schema)))
     if shape in (by_shape or {}):
@@ -1133,8 +1275,8 @@ def compile_tool_schema(parameters, by_shape: dict | None = None) -> ToolSchema:
         state = generator.global_state
         exec(code, state)  # checked above: it can only reach the allowlisted names
         validate = state[resolver.get_scope_name()]
-        divisors = [node["multipleOf"] for node in _schema_objects(schema) if "multipleOf" in node]
-        if divisors:
+        if "multipleOf" in used:
+            divisors = [node["multipleOf"] for node in _schema_objects(schema) if "multipleOf" in node]
             validate = _judged_exactly(validate, any(isinstance(d, int) for d in divisors))
         if shape is not None:
             by_shape[shape] = validate
@@ -1314,6 +1456,8 @@ def check_instance(schema: ToolSchema, instance) -> tuple[str, str] | None:
         if not isinstance(err, JsonSchemaValueException):
             raise CannotJudge(f"the validator stopped without a verdict: {type(err).__name__}: {err}"[:300]) from None
         message = err.message or str(err)
+        if err.rule == "pattern" and isinstance(err.definition, dict) and PATTERN_AS_WRITTEN in err.definition:
+            message = f"{err.name} must match pattern {err.definition[PATTERN_AS_WRITTEN]}"  # not its translation
         return _pointer(err.name), (f"{message} ({err.rule})" if err.rule else message)[:300]
     return None
 

@@ -177,3 +177,69 @@ def test_an_overflow_error_in_the_validator_is_no_verdict():
 def test_multipleOf_is_exact_or_unscored(divisor, value, verdict):
     schema = {"type": "object", "properties": {"n": {"multipleOf": divisor}}}
     assert call_verdict(schema, {"n": value}) == verdict
+
+
+# ---- patterns: ECMA-262 semantics on Python's re ---------------------------------------------------
+
+ECMA_PATTERNS = [  # (pattern, strings it matches, strings it does not)
+    (r"^\d+$", ["42"], ["\u09ea\u09e8", "4\n"]),                 # \d ASCII; $ is the end, not before "\n"
+    (r"^\D$", ["\u07c0", "a"], ["0"]),
+    (r"^\w+$", ["a_Z9"], ["\u00e9", "\u0430"]),
+    (r"^[\w-]+$", ["a-b"], ["\u00e9"]),                          # inside a class too
+    (r"^\W$", ["\u00e9", "-"], ["a"]),
+    (r"\bcole", ["l'cole", "\u00e9cole"], ["acole"]),         # \b: \u00e9 is no word character
+    (r"^\s$", [" ", "\t", "\u00a0", "\ufeff", "\u2029", "\u2003"], ["\u0001", "\u2013", "\u200b"]),
+    (r"^\S$", ["\u0001", "\u200b", "a"], [" ", "\u00a0", "\ufeff"]),
+    (r"^[^\S]$", [" ", "\u3000"], ["a"]),
+    (r"^.$", ["a", "\u00e9"], ["\n", "\r", "\u2028", "\u2029"]),  # `.` matches no line terminator
+    (r"^\cC$", ["\u0003"], ["cC"]),
+    (r"^\cj$", ["\n"], ["j"]),
+    (r"^a{,2}$", ["a{,2}"], ["aa", ""]),                         # not a quantifier in ECMA-262
+    (r"^a{2}$", ["aa"], ["a"]),
+    (r"^[$]$", ["$"], [""]),                                     # fastjsonschema alone made this [\Z]
+    (r"^\\$", ["\\"], ["\\\n"]),
+    (r"^(?<year>\d{4})-", ["2024-"], ["24-"]),
+    (r"^[]$", [], ["", "a"]),                                    # an empty class matches nothing
+    (r"^[^]$", ["a", "\n"], [""]),                               # and its negation anything
+    (r"^\ud83d\udc32*$", ["\U0001f432\U0001f432"], ["\ud83d"]),   # a surrogate pair is one code point
+    (r"^[a&&b]$", ["&", "a"], ["c"]),
+]
+
+
+@pytest.mark.parametrize("pattern, matching, other", ECMA_PATTERNS, ids=[p for p, _, _ in ECMA_PATTERNS])
+def test_patterns_match_as_ecma_262_says(pattern, matching, other):
+    values = {"type": "object", "properties": {"s": {"type": "string", "pattern": pattern}}}
+    names = {"type": "object", "patternProperties": {pattern: {"const": "name matched"}}}
+    for text in matching:
+        assert call_verdict(values, {"s": text}) == "valid", (pattern, text)
+        assert call_verdict(names, {text: "other"}) == "invalid", (pattern, text)
+    for text in other:
+        assert call_verdict(values, {"s": text}) == "invalid", (pattern, text)
+        assert call_verdict(names, {text: "other"}) == "valid", (pattern, text)
+
+
+@pytest.mark.parametrize("pattern, why", [
+    (r"\p{Letter}cole", r"\p{...} (Unicode properties) has no faithful Python translation"),
+    (r"^(a)\1$", "a backreference has no faithful Python translation"),
+    (r"^(?<x>a)\k<x>$", "a named backreference has no faithful Python translation"),
+    (r"^a*+$", "a possessive quantifier is not ECMA-262 syntax"),
+    (r"(?i)a", "'(?i' is not ECMA-262 syntax"),
+    (r"\Aa", r"\A has no faithful Python translation"),
+    (r"[a", "an unterminated character class"),
+])
+def test_a_pattern_without_a_faithful_translation_is_unscored(pattern, why):
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": pattern}}}
+    assert k2vv.tool_schema(schema).unscored == f"pattern {pattern!r} is not judged: {why}"
+
+
+def test_a_mismatch_quotes_the_pattern_as_written():
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": r"^\d+$"}}}
+    result = k2vv.classify_call({"name": "f", "arguments": '{"s": "x"}'}, {"f": schema})
+    assert result.cls == "schema_mismatch" and result.message == r"data.s must match pattern ^\d+$ (pattern)"
+
+
+def test_pattern_property_names_that_translate_alike_both_apply():
+    schema = {"type": "object", "patternProperties": {"^a{,2}$": {"type": "string"}, "^a\\{,2}$": {"minLength": 2}}}
+    assert call_verdict(schema, {"a{,2}": "xy"}) == "valid"
+    assert call_verdict(schema, {"a{,2}": 1}) == "invalid"
+    assert call_verdict(schema, {"a{,2}": "x"}) == "invalid"

@@ -254,6 +254,13 @@ class Deviation:
     confirm: Callable[[Case, re.Match], bool] | None = None  # a further check of what the reason names
 
 
+def case_patterns(case: Case) -> list[str]:
+    """Every `pattern` and `patternProperties` name of a case's schema."""
+    patterns = [n["pattern"] for n in schema_nodes(case.schema) if isinstance(n.get("pattern"), str)]
+    return patterns + [p for n in schema_nodes(case.schema) if isinstance(n.get("patternProperties"), dict)
+                       for p in n["patternProperties"]]
+
+
 def _uses(*keywords):
     return lambda case: bool(set(keywords) & keywords_used(case.schema))
 
@@ -287,6 +294,13 @@ DEVIATIONS = (
               "even for a multiple (1e308 of 0.5), and divides a float by an integer divisor in float, exact "
               "only below 2**53: such a call is unscored (k2vv _judged_exactly; Decimal quotients are exact)",
               _uses("multipleOf"), r"^multipleOf: "),
+    Deviation("ECMA-262 pattern k2vv cannot translate",
+              "patterns are ECMA-262 regular expressions; k2vv runs them on Python's re after translating what "
+              "differs (\\d \\w \\b ASCII, \\s, `.`, `$`, \\cX, `{`, named groups); a pattern with no "
+              "faithful translation (\\p{...} Unicode properties, backreferences, Python-only syntax) is unscored "
+              "(k2vv ecma_to_python)",
+              lambda case: bool(case_patterns(case)), r"^pattern ('.*') is not judged: ",
+              lambda case, found: any(found.group(1) == repr(p) for p in case_patterns(case))),
     Deviation("parameters: false",
               "k2vv's rule: `parameters` must be a schema object (`true`, `{}` and absent accept any "
               "object); a boolean `false` is unscored (compile_tool_schema). Nested, `false` is judged.",
@@ -317,10 +331,7 @@ def _says(pattern):
 
 
 def _ecma_pattern(case: Case) -> bool:
-    patterns = [n["pattern"] for n in schema_nodes(case.schema) if isinstance(n.get("pattern"), str)]
-    patterns += [p for n in schema_nodes(case.schema) if isinstance(n.get("patternProperties"), dict)
-                 for p in n["patternProperties"]]
-    return any(re.search(r"\\[dDwWsSpPc]", p) for p in patterns)
+    return any(re.search(r"\\[dDwWsSpPc]", p) for p in case_patterns(case))
 
 
 def _remote_ref_held_locally(j: "Judgment") -> bool:
