@@ -106,8 +106,7 @@ _DRAFT_OF_SCHEMA_URI = {
 # Keywords of drafts 2019-09/2020-12 that fastjsonschema silently ignores and draft-07 cannot spell:
 # a tool using one is `unscored` (its verdict would be a guess), and `lint` says so.
 NOT_ENFORCED_KEYWORDS = ("unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$dynamicAnchor",
-                         "$recursiveRef", "$recursiveAnchor", "$anchor", "minContains", "maxContains",
-                         "$vocabulary")
+                         "$recursiveRef", "$recursiveAnchor", "minContains", "maxContains", "$vocabulary")
 
 
 class K2vvError(Exception):

@@ -52,7 +52,7 @@ JUDGE_DRAFTS = (
     ("2020-12", jsonschema.Draft202012Validator),
 )
 NOT_ENFORCED = ("unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$dynamicAnchor",
-                "$recursiveRef", "$recursiveAnchor", "$anchor", "minContains", "maxContains", "$vocabulary")
+                "$recursiveRef", "$recursiveAnchor", "minContains", "maxContains", "$vocabulary")
 ANNOTATIONS = {"description", "title", "default", "examples", "$comment"}
 
 
@@ -215,7 +215,7 @@ DIFFERENCES = (
                "cannot compile, an unresolvable $ref): jsonschema raises; k2vv cannot compile it and "
                "calls the tool unscored, the dataset's fault, not the provider's (DESIGN §8)"),
     Difference("2020-12 keyword k2vv cannot enforce", ("unscored",), ("valid", "invalid"), uses_not_enforced,
-               "unevaluated*, $dynamicRef, $anchor, min/maxContains have no draft-07 spelling: "
+               "unevaluated*, $dynamicRef, min/maxContains have no draft-07 spelling: "
                "fastjsonschema would silently ignore them, so k2vv leaves the tool unscored (DESIGN §8)"),
     Difference("custom meta-schema", ("unscored",), ("valid", "invalid"), uses_custom_metaschema,
                "a `$schema` that is not a draft's own meta-schema URI names vocabularies k2vv cannot read: "

@@ -243,3 +243,14 @@ def test_pattern_property_names_that_translate_alike_both_apply():
     assert call_verdict(schema, {"a{,2}": "xy"}) == "valid"
     assert call_verdict(schema, {"a{,2}": 1}) == "invalid"
     assert call_verdict(schema, {"a{,2}": "x"}) == "invalid"
+
+
+def test_an_anchor_names_its_subschema_and_a_plain_name_id_does_in_draft_07():
+    """k2vv resolves refs itself, so 2020-12's $anchor (and draft-07's `"$id": "#name"`) just work."""
+    modern = {"$schema": S2020, "type": "object", "$defs": {"s": {"$anchor": "text", "type": "string"}},
+              "properties": {"x": {"$ref": "#text"}}}
+    draft07 = {"type": "object", "definitions": {"s": {"$id": "#text", "type": "string"}},
+               "properties": {"x": {"$ref": "#text"}}}
+    for schema in (modern, draft07):
+        assert call_verdict(schema, {"x": "a"}) == "valid"
+        assert call_verdict(schema, {"x": 1}) == "invalid"

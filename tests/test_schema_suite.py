@@ -274,10 +274,6 @@ DEVIATIONS = (
               _uses("unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$dynamicAnchor",
                     "$recursiveRef", "$recursiveAnchor", "minContains", "maxContains", "$vocabulary"),
               r"^uses .*, which k2vv cannot enforce$"),
-    Deviation("$anchor",
-              "$anchor is in k2vv's NOT_ENFORCED_KEYWORDS (fastjsonschema does not resolve it); not in the "
-              "issue's list, but the same deliberate rule",
-              _uses("$anchor"), r"^uses .*\$anchor.*, which k2vv cannot enforce$"),
     Deviation("remote $ref",
               "k2vv never fetches a remote $ref (no SSRF, no file read): the schema is unscored",
               lambda case: bool(remote_refs(case)),
