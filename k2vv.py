@@ -1254,6 +1254,11 @@ def compile_tool_schema(parameters, by_shape: dict | None = None) -> ToolSchema:
         return ToolSchema(None, f"uses {', '.join(unenforced)}, which k2vv cannot enforce", draft)
     if draft in _MODERN_DRAFTS:
         schema = desugar_2020(schema)
+    if any(node.get("additionalProperties") == {} for node in _schema_objects(schema)):
+        # The same schema: fastjsonschema tests `additionalProperties` for truth, takes {} for false and
+        # then refuses `required` names outside `properties` ("required but not allowed").
+        schema = map_resolved_schema(schema, lambda node: dict(node, additionalProperties=True)
+                                     if node.get("additionalProperties") == {} else node)
     schema = dict(schema, **{"$schema": draft if draft.startswith("http") else DRAFT07})
     problem = metaschema_problem(schema)
     if problem:
@@ -1309,7 +1314,7 @@ _LENGTHS = (("minLength", str, False), ("maxLength", str, True), ("minItems", li
 
 def is_plain_schema(node, depth: int = 0) -> bool:
     """Whether a schema uses only _PLAIN_KEYWORDS, standard type names, plain property names,
-    object (not tuple) `items` and numeric bounds, at most 24 levels deep."""
+    object (not tuple) `items` and numeric bounds, at most 24 levels deep, and compiles."""
     if isinstance(node, bool):
         return True
     if not isinstance(node, dict) or depth > 24 or any(k not in _PLAIN_KEYWORDS for k in node):
@@ -1324,6 +1329,8 @@ def is_plain_schema(node, depth: int = 0) -> bool:
     required = node.get("required", [])
     if not isinstance(required, list) or not all(isinstance(n, str) and _PLAIN_NAME.match(n) for n in required):
         return False
+    if node.get("additionalProperties") is False and not set(required) <= set(props):
+        return False  # fastjsonschema refuses to compile it ("required but not allowed"): unscored, not deferred
     if any(k in node and not is_plain_schema(node[k], depth + 1) for k in ("additionalProperties", "items")):
         return False
     if "enum" in node and not isinstance(node["enum"], list):
