@@ -20,6 +20,15 @@ read; a tool with `parameters: {}` accepts any object; schemas default to draft-
 the cache key covers the URL, the whole prepared body (so `extra_body`) and non-secret headers; the
 summary is recomputed from test set + cache on every exit path; retries are capped; the body is sent
 as raw JSON; the exit code carries the verdict; F1 and schema_accuracy are computed.
+
+Schemas follow the JSON Schema Test Suite (draft-07 and 2020-12, tests/test_schema_suite.py) on
+both the first-use and the compiled path, except where k2vv declines to judge: the call is then
+`unscored` with the reason, never a guess. Remote `$ref`s are never fetched; `unevaluated*`,
+`$dynamicRef`/`$dynamicAnchor` (and `$recursive*`), `minContains`/`maxContains`, `$vocabulary` and
+custom meta-schemas are not judged; nor is a pattern with no faithful ECMA-262 translation to
+Python's re (`\p{...}`, backreferences), a `multipleOf` beyond exact float arithmetic, a `$ref`
+cycle that consumes no data, or a call whose validator stops without a verdict. `format` is an
+annotation.
 """
 from __future__ import annotations
 
