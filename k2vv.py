@@ -26,7 +26,7 @@ both the first-use and the compiled path, except where k2vv declines to judge: t
 `unscored` with the reason, never a guess. Remote `$ref`s are never fetched; `unevaluated*`,
 `$dynamicRef`/`$dynamicAnchor` (and `$recursive*`), `minContains`/`maxContains`, `$vocabulary` and
 custom meta-schemas are not judged; nor is a pattern with no faithful ECMA-262 translation to
-Python's re (`\p{...}`, backreferences), a `multipleOf` beyond exact float arithmetic, a `$ref`
+Python's re (`\\p{...}`, backreferences), a `multipleOf` beyond exact float arithmetic, a `$ref`
 cycle that consumes no data, or a call whose validator stops without a verdict. `format` is an
 annotation.
 """
@@ -1467,8 +1467,7 @@ def check_instance(schema: ToolSchema, instance) -> tuple[str, str] | None:
     except CannotJudge:
         raise
     except Exception as err:  # noqa: BLE001 - JsonSchemaValueException is a verdict; anything else is not
-        from fastjsonschema import JsonSchemaValueException
-        if not isinstance(err, JsonSchemaValueException):
+        if type(err).__name__ != "JsonSchemaValueException":  # fastjsonschema's verdict, told by name: no import here
             raise CannotJudge(f"the validator stopped without a verdict: {type(err).__name__}: {err}"[:300]) from None
         message = err.message or str(err)
         if err.rule == "pattern" and isinstance(err.definition, dict) and PATTERN_AS_WRITTEN in err.definition:
