@@ -1238,8 +1238,9 @@ def schema_shape(schema):
 
 def compile_tool_schema(parameters, by_shape: dict | None = None) -> ToolSchema:
     """Compile one tool's `parameters` with fastjsonschema, guarded (DESIGN §8): `$schema` honoured,
-    draft-07 by default, 2020-12 spellings desugared, remote refs refused, formats and defaults off,
-    and generated code checked against an allowlist before it runs. Any failure is the dataset's:
+    draft-07 by default, 2020-12 spellings desugared, `$ref`s resolved by k2vv (remote ones refused),
+    patterns translated from ECMA-262, formats and defaults off, multipleOf exact, and generated code
+    checked against an allowlist before it runs. Any failure is the dataset's:
     the tool is `unscored`, never blamed on the provider. `by_shape` (schema_shape hash ->
     validator) lets schemas that pass every check above share the validator of their shape."""
     if _accepts_anything(parameters):
