@@ -20,6 +20,15 @@ read; a tool with `parameters: {}` accepts any object; schemas default to draft-
 the cache key covers the URL, the whole prepared body (so `extra_body`) and non-secret headers; the
 summary is recomputed from test set + cache on every exit path; retries are capped; the body is sent
 as raw JSON; the exit code carries the verdict; F1 and schema_accuracy are computed.
+
+Schemas follow the JSON Schema Test Suite (draft-07 and 2020-12, tests/test_schema_suite.py) on
+both the first-use and the compiled path, except where k2vv declines to judge: the call is then
+`unscored` with the reason, never a guess. Remote `$ref`s are never fetched; `unevaluated*`,
+`$dynamicRef`/`$dynamicAnchor` (and `$recursive*`), `minContains`/`maxContains`, `$vocabulary` and
+custom meta-schemas are not judged; nor is a pattern with no faithful ECMA-262 translation to
+Python's re (`\\p{...}`, backreferences), a `multipleOf` beyond exact float arithmetic, a `$ref`
+cycle that consumes no data, or a call whose validator stops without a verdict. `format` is an
+annotation.
 """
 from __future__ import annotations
 
@@ -104,18 +113,19 @@ BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 2000, 20250925  # seed: K2VV's first relea
 Z95 = 1.959963984540054
 
 DRAFT07 = "http://json-schema.org/draft-07/schema#"
-_DRAFT_OF_SCHEMA_URI = [  # substring of `$schema` -> how k2vv treats it
-    ("draft-04", "http://json-schema.org/draft-04/schema#"),
-    ("draft-06", "http://json-schema.org/draft-06/schema#"),
-    ("draft-07", DRAFT07),
-    ("2019-09", "2019-09"),
-    ("2020-12", "2020-12"),
-]
+# `$schema` -> how k2vv treats it: the drafts' own meta-schema URIs, exactly (an empty fragment `#`
+# allowed). Any other `$schema` names a custom meta-schema, whose vocabularies k2vv cannot read.
+_DRAFT_OF_SCHEMA_URI = {
+    "http://json-schema.org/draft-04/schema": "http://json-schema.org/draft-04/schema#",
+    "http://json-schema.org/draft-06/schema": "http://json-schema.org/draft-06/schema#",
+    "http://json-schema.org/draft-07/schema": DRAFT07,
+    "https://json-schema.org/draft/2019-09/schema": "2019-09",
+    "https://json-schema.org/draft/2020-12/schema": "2020-12",
+}
 # Keywords of drafts 2019-09/2020-12 that fastjsonschema silently ignores and draft-07 cannot spell:
 # a tool using one is `unscored` (its verdict would be a guess), and `lint` says so.
 NOT_ENFORCED_KEYWORDS = ("unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$dynamicAnchor",
-                         "$recursiveRef", "$recursiveAnchor", "$anchor", "minContains", "maxContains",
-                         "$vocabulary")
+                         "$recursiveRef", "$recursiveAnchor", "minContains", "maxContains", "$vocabulary")
 
 
 class K2vvError(Exception):
@@ -682,25 +692,35 @@ def _subschemas(schema: dict):
             yield from (s for s in schema[key].values() if isinstance(s, dict))
 
 
-def schema_keywords(schema) -> set:
-    """Every keyword used anywhere in a schema (keys of schema objects, not property names)."""
-    found, stack = set(), [schema]
+def _schema_objects(schema):
+    """Every schema object of a schema, found at keyword positions only (and, in a schema that
+    resolve_refs has prepared, the `$ref` targets it lists under REF_TARGETS)."""
+    stack = [schema]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            found.update(node)
+            yield node
             stack.extend(_subschemas(node))
-    return found
+            if isinstance(node.get(REF_TARGETS), dict):
+                stack.extend(node[REF_TARGETS].values())
+
+
+def schema_keywords(schema) -> set:
+    """Every keyword used anywhere in a schema (keys of schema objects, not property names)."""
+    return {key for node in _schema_objects(schema) for key in node}
 
 
 def schema_draft(schema: dict) -> str:
-    """The draft k2vv applies: the one `$schema` names, else draft-07 (DESIGN §8)."""
+    """The draft k2vv applies: the one `$schema` names, else draft-07 (DESIGN §8). A `$schema`
+    that is no draft's meta-schema comes back as is (see is_custom_metaschema)."""
     uri = schema.get("$schema") if isinstance(schema, dict) else None
     if isinstance(uri, str):
-        for marker, draft in _DRAFT_OF_SCHEMA_URI:
-            if marker in uri:
-                return draft
-    return DRAFT07
+        return _DRAFT_OF_SCHEMA_URI.get(uri[:-1] if uri.endswith("#") else uri, uri)
+    return DRAFT07  # absent, or not a string (then metaschema_problem says so)
+
+
+def is_custom_metaschema(draft: str) -> bool:
+    return draft not in _DRAFT_OF_SCHEMA_URI.values()
 
 
 _REF_NEIGHBOURS_IGNORED = frozenset({"$ref", "$schema", "$id", "$defs", "definitions", "$comment", "title",
@@ -725,15 +745,31 @@ def map_schema(schema, rewrite):
     return rewrite(out)
 
 
+_CONTENT_ANNOTATIONS = ("contentEncoding", "contentMediaType")
+_MODERN_DRAFTS = ("2019-09", "2020-12")
+# A 2019-09+ schema may still spell draft-07's `dependencies` (suite: optional/dependencies-compatibility.json).
+_DEPENDENCY_KEYWORDS = ("dependencies", "dependentRequired", "dependentSchemas")
+
+
+def map_resolved_schema(schema, rewrite):
+    """map_schema, also over the `$ref` targets resolve_refs lists under REF_TARGETS."""
+    out = map_schema(schema, rewrite)
+    if isinstance(out.get(REF_TARGETS), dict):
+        out[REF_TARGETS] = {name: map_schema(target, rewrite) for name, target in out[REF_TARGETS].items()}
+    return out
+
+
 def desugar_2020(schema):
     """Draft 2019-09/2020-12 keywords rewritten in their exact draft-07 spellings: `prefixItems`
     (+`items`) -> `items: [...]` (+`additionalItems`); `dependentRequired`/`dependentSchemas` ->
     `dependencies`; `$ref` with siblings -> `allOf`. Measured on the 2020-12 suite:
-    notes/packaging-and-validation.md §2f."""
-    return map_schema(schema, _desugar_node)
+    notes/packaging-and-validation.md §2f. `contentEncoding`/`contentMediaType` are dropped: since
+    2019-09 they are annotations, which fastjsonschema's draft-07 code would assert."""
+    return map_resolved_schema(schema, _desugar_node)
 
 
 def _desugar_node(out: dict) -> dict:
+    out = {k: v for k, v in out.items() if k not in _CONTENT_ANNOTATIONS}
     if "$ref" in out and set(out) - _REF_NEIGHBOURS_IGNORED:
         # Since 2019-09 the keywords beside a $ref apply too; draft-07 ignores them. allOf keeps both.
         ref = out["$ref"]
@@ -744,14 +780,339 @@ def _desugar_node(out: dict) -> dict:
         if "items" in out:
             out["additionalItems"] = out.pop("items")
         out["items"] = prefix
-    deps = {}
-    if isinstance(out.get("dependentRequired"), dict):
-        deps.update(out.pop("dependentRequired"))
-    if isinstance(out.get("dependentSchemas"), dict):
-        deps.update(out.pop("dependentSchemas"))
-    if deps:
-        out["dependencies"] = dict(out.get("dependencies") or {}, **deps)
+    parts = {}  # property -> what each keyword asks of an object that has it; two of them: allOf
+    for key in _DEPENDENCY_KEYWORDS:
+        if isinstance(out.get(key), dict):
+            for name, value in out.pop(key).items():
+                parts.setdefault(name, []).append(value)
+    if parts:
+        out["dependencies"] = {name: values[0] if len(values) == 1 else
+                               {"allOf": [{"required": v} if isinstance(v, list) else v for v in values]}
+                               for name, values in parts.items()}
     return out
+
+
+# ---- $ref: k2vv resolves every reference itself ----
+# fastjsonschema 2.22.3 resolves `#/...` against the document root even inside a subschema that has
+# its own `$id`, registers no `$id` beside a `$ref`, takes an `$id` inside enum/const data or an
+# unknown keyword for an identifier (suite: ref.json, optional/id.json, optional/unknownKeyword.json),
+# and names the function of a `$ref` target after the pointer with every character outside [a-z0-9]
+# folded to `_`, so `#/$defs/A` and `#/$defs/a` (or two non-ASCII names) shared one function: a
+# wrong verdict. So k2vv indexes the `$id`s and anchors found at schema positions, lists every
+# target under REF_TARGETS at the root (the same objects, not copies) and points each `$ref` there
+# ("#/k2vv:refs/t0"), and compiles with fastjsonschema's own walk turned off (_code_generator).
+REF_TARGETS = "k2vv:refs"
+
+# Subschemas that apply to the instance itself (the others apply to parts of it): a `$ref` cycle
+# through these alone never ends.
+_IN_PLACE = frozenset(("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas", "dependencies"))
+
+
+def _children(node: dict):
+    """(path from `node`, subschema) for each subschema of a schema object."""
+    for key, value in node.items():
+        if key in _SUBSCHEMA_MAP and isinstance(value, dict):
+            yield from (((key, name), sub) for name, sub in value.items() if isinstance(sub, (dict, bool)))
+        elif key in _SUBSCHEMA_LIST and isinstance(value, list):
+            yield from (((key, str(i)), sub) for i, sub in enumerate(value) if isinstance(sub, (dict, bool)))
+        elif key in _SUBSCHEMA_ONE and isinstance(value, (dict, bool)):
+            yield (key,), value
+
+
+def _step(node, token: str):
+    """What a JSON pointer token names inside `node`; LookupError when nothing."""
+    if isinstance(node, dict):
+        return node[token]
+    if isinstance(node, list) and re.fullmatch(r"0|[1-9][0-9]*", token):
+        return node[int(token)]
+    raise LookupError(token)
+
+
+def _at(node, tokens):
+    for token in tokens:
+        node = _step(node, token)
+    return node
+
+
+def _pointer_text(tokens) -> str:
+    return "#" + "".join("/" + t.replace("~", "~0").replace("/", "~1") for t in tokens)
+
+
+def _join(base: str, ref: str) -> str:
+    """`ref` resolved against `base`. A bare fragment keeps any base (urljoin drops `urn:` ones)."""
+    if ref.startswith("#"):
+        return urllib.parse.urldefrag(base).url + ref
+    return urllib.parse.urljoin(base, ref)
+
+
+@dataclass(slots=True)
+class _RefIndex:
+    resources: dict = field(default_factory=lambda: {"": ()})  # URI -> path of the schema it identifies
+    anchors: dict = field(default_factory=dict)  # URI#name -> path
+    bases: dict = field(default_factory=dict)  # path of each schema object walked -> its base URI
+    refs: list = field(default_factory=list)  # (path, base URI, $ref) of each $ref
+
+
+def _register(table: dict, uri: str, path: tuple) -> None:
+    if table.setdefault(uri, path) != path:
+        raise ValueError(f"{uri!r} identifies two subschemas ({_pointer_text(table[uri])}, {_pointer_text(path)})")
+
+
+def _index_schemas(index: _RefIndex, node, path: tuple, base: str, draft: str) -> None:
+    """Add the schema objects at and under `node` (found at `path`) to `index`."""
+    id_keyword = "id" if draft == "http://json-schema.org/draft-04/schema#" else "$id"
+    stack = [(node, path, base)]
+    while stack:
+        node, path, base = stack.pop()
+        if not isinstance(node, dict) or path in index.bases:
+            continue
+        ident = node.get(id_keyword)
+        if isinstance(ident, str) and (draft in _MODERN_DRAFTS or "$ref" not in node):  # draft-07: ignored beside $ref
+            uri, fragment = urllib.parse.urldefrag(_join(base, ident))
+            if urllib.parse.urldefrag(ident).url:
+                base = uri
+                _register(index.resources, uri, path)
+            if fragment and draft not in _MODERN_DRAFTS:  # draft-06/07 `"$id": "#name"` is an anchor
+                _register(index.anchors, f"{uri}#{fragment}", path)
+        if draft in _MODERN_DRAFTS and isinstance(node.get("$anchor"), str):
+            _register(index.anchors, f"{urllib.parse.urldefrag(base).url}#{node['$anchor']}", path)
+        index.bases[path] = base
+        if isinstance(node.get("$ref"), str):
+            index.refs.append((path, base, node["$ref"]))
+        stack.extend((sub, path + more, base) for more, sub in _children(node))
+
+
+def _ref_target(schema, index: _RefIndex, base: str, ref: str) -> tuple:
+    """The path from the root of the subschema `ref` names, or ValueError."""
+    absolute = _join(base, ref)
+    uri, fragment = urllib.parse.urldefrag(absolute)
+    if uri not in index.resources:
+        raise ValueError(f"remote $ref {absolute!r} is not fetched (only local refs are allowed)")
+    if fragment and not fragment.startswith("/"):
+        path = index.anchors.get(f"{uri}#{fragment}")
+    else:
+        tokens = urllib.parse.unquote(fragment).split("/")[1:]
+        path = index.resources[uri] + tuple(t.replace("~1", "/").replace("~0", "~") for t in tokens)
+    try:
+        target = _at(schema, path) if path is not None else None
+    except LookupError:
+        target = None
+    if not isinstance(target, (dict, bool)):
+        raise ValueError(f"$ref {ref!r} points at no subschema")
+    return path
+
+
+def _ref_loop(schema, index: _RefIndex, targets: dict, draft: str) -> list | None:
+    """The paths of a cycle of `$ref`s and in-place subschemas (allOf, not, if, ...) reachable from
+    the root, if any: it applies a schema to the same value forever."""
+    def successors(path):  # (path, applies to the same value)
+        node = _at(schema, path)
+        if not isinstance(node, dict):
+            return
+        if path in targets:
+            yield targets[path], True
+            if draft not in _MODERN_DRAFTS:  # draft-07 ignores the keywords beside a $ref
+                return
+        for more, _ in _children(node):
+            if more[0] not in ("definitions", "$defs"):
+                yield path + more, more[0] in _IN_PLACE
+    reachable, stack = {(): None}, [()]  # a dict: found in the same order every run, so is the loop named
+    while stack:
+        for nxt, _ in successors(stack.pop()):
+            if nxt not in reachable:
+                reachable[nxt] = None
+                stack.append(nxt)
+    done = set()
+    for start in reachable:  # depth-first over in-place edges only; a path node seen again is a cycle
+        trail, branches = [start], [iter([p for p, same in successors(start) if same])]
+        while branches:
+            nxt = next(branches[-1], None)
+            if nxt is None:
+                done.add(trail.pop())
+                branches.pop()
+            elif nxt in trail:
+                return trail[trail.index(nxt):] + [nxt]
+            elif nxt not in done:
+                trail.append(nxt)
+                branches.append(iter([p for p, same in successors(nxt) if same]))
+    return None
+
+
+def resolve_refs(schema: dict, draft: str) -> dict:
+    """A copy of `schema` with every `$ref` target listed under REF_TARGETS and every `$ref`
+    pointing there (the root stays "#"). ValueError for a `$ref` the schema does not hold (remote
+    refs are never fetched) and for a `$ref` cycle that never consumes data (it recurses forever)."""
+    if REF_TARGETS in schema:
+        raise ValueError(f"the schema uses {REF_TARGETS!r}, a name k2vv keeps for itself")
+    index = _RefIndex()
+    _index_schemas(index, schema, (), "", draft)
+    targets, i = {}, 0
+    while i < len(index.refs):
+        path, base, ref = index.refs[i]
+        i += 1
+        target = targets[path] = _ref_target(schema, index, base, ref)
+        if target not in index.bases:  # e.g. `#/examples/0`: outside the walked keywords, its own $refs count
+            enclosing = next(index.bases[target[:n]] for n in range(len(target), -1, -1) if target[:n] in index.bases)
+            _index_schemas(index, _at(schema, target), target, enclosing, draft)
+    loop = _ref_loop(schema, index, targets, draft)
+    if loop:
+        raise ValueError(f"$ref loop {' -> '.join(map(_pointer_text, loop))} never consumes data")
+    out = copy.deepcopy(schema)
+    names = {target: f"t{n}" for n, target in enumerate(dict.fromkeys(t for t in targets.values() if t))}
+    for path, target in targets.items():
+        _at(out, path)["$ref"] = f"#/{REF_TARGETS}/{names[target]}" if target else "#"
+    out[REF_TARGETS] = {name: _at(out, target) for target, name in names.items()}
+    return out
+
+
+# ---- patterns: ECMA-262, as JSON Schema says, run on Python's re ----
+# Python's \d \w \b are Unicode-aware (ECMA's are ASCII), its \s is another set, its `.` matches
+# \r, \u2028 and \u2029, its `$` matches before a final newline, it reads `{,5}` as a quantifier and
+# `a*+` as possessive, and it has no \cX (suite: optional/ecmascript-regex.json). ecma_to_python
+# rewrites exactly those; what it cannot rewrite faithfully makes the schema unscored.
+
+def _char_class_text(ranges) -> str:
+    def char(c):
+        return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" if c < 0x10000 else f"\\U{c:08x}"
+    return "".join(char(lo) if lo == hi else f"{char(lo)}-{char(hi)}" for lo, hi in ranges)
+
+
+# ECMA-262 WhiteSpace and LineTerminator: TAB VT FF SP NBSP ZWNBSP, the Space_Separator category, LF CR LS PS.
+_ECMA_SPACE_RANGES = ((0x09, 0x0d), (0x20, 0x20), (0xa0, 0xa0), (0x1680, 0x1680), (0x2000, 0x200a),
+                      (0x2028, 0x2029), (0x202f, 0x202f), (0x205f, 0x205f), (0x3000, 0x3000), (0xfeff, 0xfeff))
+_ECMA_SPACE = _char_class_text(_ECMA_SPACE_RANGES)
+_ECMA_NOT_SPACE = _char_class_text(  # the gaps between those ranges, up to the last code point
+    [(lo, hi) for lo, hi in zip([0] + [h + 1 for _, h in _ECMA_SPACE_RANGES],
+                                [lo - 1 for lo, _ in _ECMA_SPACE_RANGES] + [0x10FFFF]) if lo <= hi])
+_ECMA_QUANTIFIER = re.compile(r"\{[0-9]+(,[0-9]*)?\}")
+_ECMA_GROUP_OPENERS = ("(?:", "(?=", "(?!", "(?<=", "(?<!")
+
+
+def ecma_to_python(pattern: str) -> str:
+    r"""An ECMA-262 pattern as a Python `re` pattern that matches the same strings: \d \w \b
+    ASCII (the `(?a)` flag), \s the ECMA white space, `.` no line terminator, `$` only the end, \cX
+    a control character, `{` a literal unless it is a quantifier, named groups spelled (?P<name>).
+    ValueError for what has no faithful translation (\p{...}, backreferences, Python-only syntax)."""
+    out, i, ascii_classes, after_quantifier = [], 0, False, False
+    while i < len(pattern):
+        c, quantifier = pattern[i], False
+        if c == "\\":
+            text, i = _ecma_escape(pattern, i, in_class=False)
+            ascii_classes = ascii_classes or text in ("\\d", "\\D", "\\w", "\\W", "\\b", "\\B")
+        elif c == "[":
+            text, i, uses_ascii = _ecma_class(pattern, i)
+            ascii_classes = ascii_classes or uses_ascii
+        elif c == "(" and pattern.startswith("(?", i):
+            opener = next((o for o in _ECMA_GROUP_OPENERS if pattern.startswith(o, i)), None)
+            named = re.match(r"\(\?<([A-Za-z_][A-Za-z0-9_]*)>", pattern[i:])
+            if opener is None and named is None:
+                raise ValueError(f"{pattern[i:i + 3]!r} is not ECMA-262 syntax")
+            text, i = (opener, i + len(opener)) if opener else (f"(?P<{named.group(1)}>", i + named.end())
+        elif c == "{" and _ECMA_QUANTIFIER.match(pattern, i):
+            text = _ECMA_QUANTIFIER.match(pattern, i).group()
+            i, quantifier = i + len(text), True
+        elif c == "+" and after_quantifier:
+            raise ValueError("a possessive quantifier is not ECMA-262 syntax")
+        else:
+            text, i, quantifier = {".": r"[^\n\r\u2028\u2029]", "$": r"\Z", "{": r"\{"}.get(c, c), i + 1, c in "*+?"
+        out.append(text)
+        after_quantifier = quantifier
+    return ("(?a)" if ascii_classes else "") + "".join(out)
+
+
+def _ecma_escape(pattern: str, i: int, in_class: bool) -> tuple[str, int]:
+    """(Python text, next index) for the escape at pattern[i] (a backslash)."""
+    c = pattern[i + 1] if i + 1 < len(pattern) else ""
+    if not c:
+        raise ValueError("a trailing backslash is not ECMA-262 syntax")
+    hex_digits = re.match(r"x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}", pattern[i + 1:i + 6])
+    if c in "dDwWtnrvf" or c == "b" or c == "B" and not in_class:
+        return "\\" + c, i + 2  # the same in Python (\d \w \b once ASCII; [\b] is backspace in both)
+    if c in "sS":
+        body = _ECMA_SPACE if c == "s" else _ECMA_NOT_SPACE
+        return (body if in_class else f"[{body}]"), i + 2
+    if c == "c" and pattern[i + 2:i + 3].isascii() and pattern[i + 2:i + 3].isalpha():
+        return f"\\x{ord(pattern[i + 2]) % 32:02x}", i + 3
+    if c == "0" and not pattern[i + 2:i + 3].isdigit():
+        return "\\x00", i + 2
+    if hex_digits:
+        end = i + 1 + hex_digits.end()
+        pair = re.match(r"\\u(d[c-f][0-9a-f]{2})", pattern[end:end + 6], re.I)
+        if c == "u" and 0xD800 <= int(hex_digits.group()[1:], 16) < 0xDC00 and pair:  # a UTF-16 surrogate pair
+            high, low = int(hex_digits.group()[1:], 16), int(pair.group(1), 16)
+            return f"\\U{0x10000 + (high - 0xD800) * 0x400 + (low - 0xDC00):08x}", end + 6
+        return pattern[i:end], end
+    if c and not (c.isascii() and c.isalnum()):
+        return "\\" + c, i + 2  # an escaped symbol (or a non-ASCII character) is itself in both
+    what = {"p": "\\p{...} (Unicode properties)", "P": "\\P{...} (Unicode properties)",
+            "k": "a named backreference"}.get(c, "a backreference" if c.isdigit() else f"\\{c}")
+    raise ValueError(f"{what} has no faithful Python translation")
+
+
+def _ecma_class(pattern: str, i: int) -> tuple[str, int, bool]:
+    r"""(Python text, next index, uses \d \w) for the character class at pattern[i] (a `[`). ECMA
+    closes a class at its first `]` even right after `[` or `[^`: `[]` matches nothing, `[^]` anything."""
+    negated = pattern.startswith("[^", i)
+    i += 2 if negated else 1
+    items, uses_ascii = [], False
+    while i < len(pattern) and pattern[i] != "]":
+        if pattern[i] == "\\":
+            text, i = _ecma_escape(pattern, i, in_class=True)
+            uses_ascii = uses_ascii or text in ("\\d", "\\D", "\\w", "\\W")
+        else:  # `[` and set-operation lookalikes (&& || ~~) are escaped: Python warns and may one day read
+            # them; `$` too, or fastjsonschema, which turns every unescaped `$` into `\Z`, would make `[$]` `[\Z]`
+            text, i = ("\\" + pattern[i] if pattern[i] in "[&|~$" else pattern[i]), i + 1
+        items.append(text)
+    if i >= len(pattern):
+        raise ValueError("an unterminated character class")
+    if not items:
+        return ("[\\x00-\\U0010ffff]" if negated else "(?!)"), i + 1, False
+    return f"[{'^' if negated else ''}{''.join(items)}]", i + 1, uses_ascii
+
+
+def translate_patterns(schema):
+    """`schema` with every `pattern` and `patternProperties` name in Python's dialect (ecma_to_python);
+    ValueError naming the first pattern that has no faithful translation. A translated node keeps
+    its pattern as written under PATTERN_AS_WRITTEN, which mismatch messages quote."""
+    def translated(node: dict) -> dict:
+        if isinstance(node.get("pattern"), str):
+            node = dict(node, pattern=_python_pattern(node["pattern"]), **{PATTERN_AS_WRITTEN: node["pattern"]})
+        if isinstance(node.get("patternProperties"), dict):
+            merged = {}  # two names may translate alike (`a{,2}`, `a\{,2}`): both subschemas apply
+            for name, sub in node["patternProperties"].items():
+                merged.setdefault(_python_pattern(name), []).append(sub)
+            node = dict(node, patternProperties={p: subs[0] if len(subs) == 1 else {"allOf": subs}
+                                                 for p, subs in merged.items()})
+        return node
+    return map_resolved_schema(schema, translated)
+
+
+PATTERN_AS_WRITTEN = "k2vv:pattern"
+
+
+def _python_pattern(pattern: str) -> str:
+    try:
+        return ecma_to_python(pattern)
+    except ValueError as err:
+        raise ValueError(f"pattern {pattern!r} is not judged: {err}") from None
+
+
+def _code_generator(schema: dict):
+    """fastjsonschema's (resolver, code generator) for a schema whose `$ref`s resolve_refs has pointed
+    from the root: fastjsonschema's own walk of the schema, which registers `$id`s found in enum/const
+    data and rewrites `$ref`s inside data, is skipped; and its error messages show a subschema as
+    written instead of resolving `{"$ref": ...}` objects that are enum/const data (an unresolvable one
+    stopped compiling: suite ref.json 'naive replacement of $ref with its destination'), nor the
+    list of `$ref` targets."""
+    import fastjsonschema
+    from fastjsonschema.ref_resolver import RefResolver
+    resolver = RefResolver("", {}, store={}, handlers=_RefuseAllSchemes())  # walks {}: nothing
+    resolver.schema = schema
+    generator = fastjsonschema._get_code_generator_class(schema)(schema, resolver=resolver, use_default=False,
+                                                                 use_formats=False)
+    generator._expand_refs = lambda definition: {k: v for k, v in definition.items() if k != REF_TARGETS} \
+        if isinstance(definition, dict) else definition
+    return resolver, generator
 
 
 class _RefuseAllSchemes(dict):
@@ -776,7 +1137,9 @@ _ALLOWED_NAMES = frozenset(
     "NoneType REGEX_PATTERNS base64 json re decimal custom_formats name_prefix "
     "b64decode compile decode format get is_integer items keys loads match remove search append".split())
 _ALLOWED_NAME_RE = re.compile(r"^(data|validate)\w*$")
-_ALLOWED_CODE_NAMES = re.compile(r"^(validate\w*|<module>|<genexpr>|<listcomp>|<dictcomp>|<setcomp>)$")
+# Functions generated code may define: a validator per $ref target, and `fn`, the helper that
+# `uniqueItems` defines to compare items as JSON values (its body is checked like any other).
+_ALLOWED_CODE_NAMES = re.compile(r"^(validate\w*|fn|<module>|<genexpr>|<listcomp>|<dictcomp>|<setcomp>)$")
 
 
 def _check_generated_code(code) -> None:
@@ -835,6 +1198,56 @@ class ToolSchema:
 ACCEPT_ANY = ToolSchema(None)
 
 
+class CannotJudge(Exception):
+    """The compiled validator stopped without a verdict (a RecursionError, an OverflowError, a
+    multipleOf beyond exact arithmetic): the call is unscored with this reason, never a mismatch."""
+
+
+# multipleOf, as fastjsonschema 2.22.3 generates it: int by int exactly; a float divisor through
+# Decimal in the current context (28 digits: 1e30 passed as a multiple of 0.3); an int divisor of a
+# float by float division, exact below 2**53 only (1e20 passed as a multiple of 3); then "inifinity
+# reached" when the float quotient overflows, even for a multiple (1e308 of 0.5: suite
+# optional/float-overflow.json). 1,000 digits make every Decimal quotient of float-sized numbers exact.
+_EXACT_FLOAT_LIMIT = 2 ** 53
+_MULTIPLE_OF_DIGITS = 1000
+
+
+def _judged_exactly(validate, int_divisor: bool):
+    """`validate` for a schema that uses multipleOf: Decimal quotients computed exactly, and
+    CannotJudge where fastjsonschema's float arithmetic cannot be trusted."""
+    import decimal
+    from fastjsonschema import JsonSchemaValueException
+    context = decimal.Context(prec=_MULTIPLE_OF_DIGITS)
+
+    def validate_exactly(data):
+        if int_divisor:
+            big = _float_beyond(data, _EXACT_FLOAT_LIMIT)
+            if big is not None:
+                raise CannotJudge(f"multipleOf: {big!r} is beyond 2**53, where a float quotient is not exact")
+        try:
+            with decimal.localcontext(context):
+                return validate(data)
+        except JsonSchemaValueException as err:
+            if err.rule == "multipleOf" and "inifinity reached" in str(err.message):
+                raise CannotJudge(f"multipleOf: the quotient of {err.value!r} overflows a float") from None
+            raise
+    return validate_exactly
+
+
+def _float_beyond(value, limit):
+    """The first float in a JSON value whose magnitude is at least `limit`, else None."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, float) and abs(node) >= limit:
+            return node
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None
+
+
 def _accepts_anything(parameters) -> bool:
     """Empty or absent `parameters` (or `true`) accept any object (DESIGN §8; K2VV fails them all)."""
     return parameters is None or parameters is True or parameters == {}
@@ -854,8 +1267,9 @@ def schema_shape(schema):
 
 def compile_tool_schema(parameters, by_shape: dict | None = None) -> ToolSchema:
     """Compile one tool's `parameters` with fastjsonschema, guarded (DESIGN §8): `$schema` honoured,
-    draft-07 by default, 2020-12 spellings desugared, remote refs refused, formats and defaults off,
-    and generated code checked against an allowlist before it runs. Any failure is the dataset's:
+    draft-07 by default, 2020-12 spellings desugared, `$ref`s resolved by k2vv (remote ones refused),
+    patterns translated from ECMA-262, formats and defaults off, multipleOf exact, and generated code
+    checked against an allowlist before it runs. Any failure is the dataset's:
     the tool is `unscored`, never blamed on the provider. `by_shape` (schema_shape hash ->
     validator) lets schemas that pass every check above share the validator of their shape."""
     if _accepts_anything(parameters):
@@ -863,30 +1277,50 @@ def compile_tool_schema(parameters, by_shape: dict | None = None) -> ToolSchema:
     if not isinstance(parameters, dict):
         return ToolSchema(None, f"parameters is {_json_type(parameters)}, not a JSON Schema object")
     draft = schema_draft(parameters)
+    if is_custom_metaschema(draft):
+        return ToolSchema(None, f"custom meta-schema {draft!r} is not judged (k2vv reads the standard drafts only)",
+                          draft)
     used = schema_keywords(parameters)
+    schema = parameters
+    if "$ref" in used and not any(k in used for k in NOT_ENFORCED_KEYWORDS):
+        try:
+            schema = resolve_refs(parameters, draft)
+        except ValueError as err:
+            return ToolSchema(None, str(err)[:300], draft)
+        used = schema_keywords(schema)  # with the $ref targets outside the walked keywords
     unenforced = sorted(k for k in NOT_ENFORCED_KEYWORDS if k in used)
     if unenforced:
         return ToolSchema(None, f"uses {', '.join(unenforced)}, which k2vv cannot enforce", draft)
-    schema = parameters
-    if draft in ("2019-09", "2020-12"):
-        schema = desugar_2020(parameters)
+    if draft in _MODERN_DRAFTS:
+        schema = desugar_2020(schema)
+    if any(node.get("additionalProperties") == {} for node in _schema_objects(schema)):
+        # The same schema: fastjsonschema tests `additionalProperties` for truth, takes {} for false and
+        # then refuses `required` names outside `properties` ("required but not allowed").
+        schema = map_resolved_schema(schema, lambda node: dict(node, additionalProperties=True)
+                                     if node.get("additionalProperties") == {} else node)
     schema = dict(schema, **{"$schema": draft if draft.startswith("http") else DRAFT07})
     problem = metaschema_problem(schema)
     if problem:
         return ToolSchema(None, problem, draft)
+    if "pattern" in used or "patternProperties" in used:
+        try:
+            schema = translate_patterns(schema)
+        except ValueError as err:
+            return ToolSchema(None, str(err)[:300], draft)
     # A $ref may point anywhere, prose included: such a schema keeps a validator of its own.
     shape = None if by_shape is None or "$ref" in used else sha256_hex(canonical_json(schema_shape(schema)))
     if shape in (by_shape or {}):
         return ToolSchema(by_shape[shape], None, draft)
     try:
-        import fastjsonschema
-        resolver, generator = fastjsonschema._factory(schema, _RefuseAllSchemes(),
-                                                      use_default=False, use_formats=False)
+        resolver, generator = _code_generator(schema)
         code = compile(generator.func_code, "<k2vv tool schema>", "exec")
         _check_generated_code(code)
         state = generator.global_state
         exec(code, state)  # checked above: it can only reach the allowlisted names
         validate = state[resolver.get_scope_name()]
+        if "multipleOf" in used:
+            divisors = [node["multipleOf"] for node in _schema_objects(schema) if "multipleOf" in node]
+            validate = _judged_exactly(validate, any(isinstance(d, int) for d in divisors))
         if shape is not None:
             by_shape[shape] = validate
         return ToolSchema(validate, None, draft)
@@ -919,7 +1353,7 @@ _LENGTHS = (("minLength", str, False), ("maxLength", str, True), ("minItems", li
 
 def is_plain_schema(node, depth: int = 0) -> bool:
     """Whether a schema uses only _PLAIN_KEYWORDS, standard type names, plain property names,
-    object (not tuple) `items` and numeric bounds, at most 24 levels deep."""
+    object (not tuple) `items` and numeric bounds, at most 24 levels deep, and compiles."""
     if isinstance(node, bool):
         return True
     if not isinstance(node, dict) or depth > 24 or any(k not in _PLAIN_KEYWORDS for k in node):
@@ -934,6 +1368,8 @@ def is_plain_schema(node, depth: int = 0) -> bool:
     required = node.get("required", [])
     if not isinstance(required, list) or not all(isinstance(n, str) and _PLAIN_NAME.match(n) for n in required):
         return False
+    if node.get("additionalProperties") is False and not set(required) <= set(props):
+        return False  # fastjsonschema refuses to compile it ("required but not allowed"): unscored, not deferred
     if any(k in node and not is_plain_schema(node[k], depth + 1) for k in ("additionalProperties", "items")):
         return False
     if "enum" in node and not isinstance(node["enum"], list):
@@ -950,7 +1386,7 @@ def plainly_valid(node, value) -> bool:
     kind = node.get("type")
     if kind is not None and not any(_PLAIN_TYPES[t](value) for t in (kind if isinstance(kind, list) else [kind])):
         return False
-    if "enum" in node and not any(type(e) is type(value) and e == value for e in node["enum"]):
+    if "enum" in node and not any(json_equal(e, value) for e in node["enum"]):
         return False
     if isinstance(value, (int, float)):  # bools too: fastjsonschema compares them as numbers
         if any(k in node and beyond(value, node[k]) for k, beyond in _BOUNDS):
@@ -969,6 +1405,20 @@ def plainly_valid(node, value) -> bool:
             if sub is not True and not plainly_valid(sub, item):
                 return False
     return True
+
+
+def json_equal(a, b) -> bool:
+    """Equality of JSON values, as enum/const compare them: `true` and `1` differ at every depth
+    (Python says `[False] == [0]`), `1` and `1.0` are the same number (the suite says so)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(json_equal(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(json_equal, a, b))
+    return type(a) is type(b) and a == b
 
 
 def _deferrable(parameters) -> bool:
@@ -1035,8 +1485,9 @@ def _pointer(path_name: str | None) -> str:
 
 
 def check_instance(schema: ToolSchema, instance) -> tuple[str, str] | None:
-    """None when `instance` satisfies the schema, else (JSON pointer, message). Tool arguments must
-    be a JSON object whatever the schema says (OpenAI function calling)."""
+    """None when `instance` satisfies the schema, else (JSON pointer, message); CannotJudge when
+    the validator fails without a verdict. Tool arguments must be a JSON object whatever the schema
+    says (OpenAI function calling)."""
     if not isinstance(instance, dict):
         return "", f"arguments are {_json_type(instance)}, not a JSON object"
     deferred = schema.deferred
@@ -1049,11 +1500,15 @@ def check_instance(schema: ToolSchema, instance) -> tuple[str, str] | None:
         return None
     try:
         schema.validate(instance)
-    except Exception as err:  # noqa: BLE001 - JsonSchemaValueException, or a bug in generated code
-        name = getattr(err, "name", None)
-        rule = getattr(err, "rule", None)
-        message = getattr(err, "message", None) or str(err)
-        return _pointer(name), (f"{message} ({rule})" if rule else message)[:300]
+    except CannotJudge:
+        raise
+    except Exception as err:  # noqa: BLE001 - JsonSchemaValueException is a verdict; anything else is not
+        if type(err).__name__ != "JsonSchemaValueException":  # fastjsonschema's verdict, told by name: no import here
+            raise CannotJudge(f"the validator stopped without a verdict: {type(err).__name__}: {err}"[:300]) from None
+        message = err.message or str(err)
+        if err.rule == "pattern" and isinstance(err.definition, dict) and PATTERN_AS_WRITTEN in err.definition:
+            message = f"{err.name} must match pattern {err.definition[PATTERN_AS_WRITTEN]}"  # not its translation
+        return _pointer(err.name), (f"{message} ({err.rule})" if err.rule else message)[:300]
     return None
 
 
@@ -1335,7 +1790,10 @@ def classify_call(call: dict, tools: dict) -> CallResult:
     if problem:
         return CallResult(name, problem[0], message=problem[1], **kept)
     compiled = tool_schema(tools[name])
-    failure = None if compiled.unscored else check_instance(compiled, instance)
+    try:
+        failure = None if compiled.unscored else check_instance(compiled, instance)
+    except CannotJudge as err:  # the validator's failure, not the provider's
+        return CallResult(name, "unscored", message=str(err), findings=findings)
     if compiled.unscored:  # also a deferred schema that failed to compile just now
         return CallResult(name, "unscored", message=compiled.unscored, findings=findings, **kept)
     if failure:

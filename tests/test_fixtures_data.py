@@ -46,8 +46,7 @@ STANDARD_FINISH = {"stop", "length", "tool_calls", "content_filter", "function_c
 REJECTED_STATUSES = {400, 413, 422}
 # keywords with no draft-07 spelling: a tool using one is unscored (DESIGN §8)
 NOT_ENFORCED = {"unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$dynamicAnchor",
-                "$recursiveRef", "$recursiveAnchor", "$anchor", "minContains", "maxContains",
-                "$vocabulary"}
+                "$recursiveRef", "$recursiveAnchor", "minContains", "maxContains", "$vocabulary"}
 
 # behaviours the brief asked for by name; more files are welcome
 REQUIRED_EXCHANGES = """

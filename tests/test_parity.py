@@ -52,7 +52,7 @@ JUDGE_DRAFTS = (
     ("2020-12", jsonschema.Draft202012Validator),
 )
 NOT_ENFORCED = ("unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$dynamicAnchor",
-                "$recursiveRef", "$recursiveAnchor", "$anchor", "minContains", "maxContains", "$vocabulary")
+                "$recursiveRef", "$recursiveAnchor", "minContains", "maxContains", "$vocabulary")
 ANNOTATIONS = {"description", "title", "default", "examples", "$comment"}
 
 
@@ -155,6 +155,10 @@ def uses_content_keywords(schema, instance) -> bool:
     return any("contentMediaType" in n or "contentEncoding" in n for n in _nodes(schema))
 
 
+def uses_custom_metaschema(schema, instance) -> bool:
+    return isinstance(schema, dict) and k2vv.is_custom_metaschema(k2vv.schema_draft(schema))
+
+
 def uses_not_enforced(schema, instance) -> bool:
     return any(k in n for n in _nodes(schema) for k in NOT_ENFORCED)
 
@@ -211,8 +215,11 @@ DIFFERENCES = (
                "cannot compile, an unresolvable $ref): jsonschema raises; k2vv cannot compile it and "
                "calls the tool unscored, the dataset's fault, not the provider's (DESIGN §8)"),
     Difference("2020-12 keyword k2vv cannot enforce", ("unscored",), ("valid", "invalid"), uses_not_enforced,
-               "unevaluated*, $dynamicRef, $anchor, min/maxContains have no draft-07 spelling: "
+               "unevaluated*, $dynamicRef, min/maxContains have no draft-07 spelling: "
                "fastjsonschema would silently ignore them, so k2vv leaves the tool unscored (DESIGN §8)"),
+    Difference("custom meta-schema", ("unscored",), ("valid", "invalid"), uses_custom_metaschema,
+               "a `$schema` that is not a draft's own meta-schema URI names vocabularies k2vv cannot read: "
+               "the tool is unscored; jsonschema falls back to its latest draft"),
     Difference("multipleOf with a float divisor", ("valid",), ("invalid",), uses_float_multiple_of,
                "fastjsonschema divides in Decimal, jsonschema in float: 19.99 / 0.01 = 1998.9999999999998 "
                "in float, so jsonschema rejects a correct value; k2vv is right (notes §2c)"),
@@ -364,7 +371,7 @@ EDGE_CASES = [  # (id, schema, instance, the DIFFERENCES entry it shows or None 
     ("openapi-nullable", _prop({"type": "string", "nullable": True}), {"x": None}, None),
     ("minLength-code-points", _prop({"type": "string", "minLength": 2}), {"x": "\U0001F600"}, None),
     ("unknown-$schema", {"$schema": "http://example.com/s", "type": "object", "properties": {"x": {"type": "integer"}}},
-     {"x": "a"}, None),
+     {"x": "a"}, "custom meta-schema"),
 ]
 
 
@@ -440,6 +447,9 @@ PLAIN_TRAPS = [
     ({"type": "object", "properties": {"n": {"maximum": 0}}}, {"n": True}),
     ({"type": "object", "properties": {"e": {"enum": [1]}}}, {"e": True}),       # True == 1 in Python
     ({"type": "object", "properties": {"e": {"enum": [1.0]}}}, {"e": 1}),
+    ({"type": "object", "properties": {"e": {"enum": [[False]]}}}, {"e": [0]}),  # [False] == [0] in Python
+    ({"type": "object", "properties": {"e": {"enum": [{"a": [1]}]}}}, {"e": {"a": [True]}}),
+    ({"type": "object", "properties": {"e": {"enum": [[0]]}}}, {"e": [0.0]}),   # the same JSON number: valid
     ({"type": "object", "properties": {"i": {"type": "integer"}}}, {"i": 2.0}),  # draft-07 integer
     ({"type": "object", "properties": {"i": {"type": "number"}}}, {"i": False}),
     ({"type": "object", "additionalProperties": False, "properties": {"a": {}}}, {"a": 1, "b": 2}),
