@@ -117,16 +117,8 @@ HOSTILE = [  # (id, parameters, arguments, classes allowed, word in the message,
 ]
 
 
-PENDING = {"ref_loop", "multiple_of_1e-300"}  # judged by the schema-conformance work (issue 15), merged next
-
-
-def _param(row, values):
-    marks = [pytest.mark.xfail(strict=True, reason="a non-verdict exception is not yet unscored")] \
-        if row[0] in PENDING else []
-    return pytest.param(*values, id=row[0], marks=marks)
-
-
-@pytest.mark.parametrize("parameters,arguments,allowed,word", [_param(row, row[1:5]) for row in HOSTILE])
+@pytest.mark.parametrize("parameters,arguments,allowed,word",
+                         [pytest.param(*row[1:5], id=row[0]) for row in HOSTILE])
 def test_a_schema_k2vv_cannot_judge_never_blames_the_provider(tmp_path, parameters, arguments, allowed, word):
     cases = write_jsonl(tmp_path / "cases.jsonl", [line(parameters)])
     with HostileVendor(calls_back(arguments)) as v:
@@ -143,7 +135,7 @@ def test_a_schema_k2vv_cannot_judge_never_blames_the_provider(tmp_path, paramete
     assert read_summary(tmp_path / "scored")["classes"]["calls"] == summary["classes"]["calls"]
 
 
-@pytest.mark.parametrize("parameters", [_param(row, row[1:2]) for row in HOSTILE if row[5]])
+@pytest.mark.parametrize("parameters", [pytest.param(row[1], id=row[0]) for row in HOSTILE if row[5]])
 def test_lint_names_the_line_and_tool_of_a_schema_k2vv_cannot_judge(tmp_path, parameters):
     """In a process of its own: k2vv memoises compiled schemas per process, and what an earlier
     test compiled must not decide what lint says."""
