@@ -44,6 +44,7 @@ if sys.version_info < (3, 10):  # before any import that would die with a traceb
 import argparse
 import contextlib
 import copy
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -228,6 +229,7 @@ class Outcome:
     pace: dict | None = None  # {limit, ceiling, rate_limited} when the answer was fetched
     routed_provider: str | None = None  # the upstream a gateway routed it to (OpenRouter), if it says
     keys: tuple = ()  # call_keys: (name, exact, loose) of each call, sorted
+    expected: tuple = (None, None)  # (expected_match, expected_error) against the case's `expected`
 
     @property
     def answered(self) -> bool:
@@ -357,6 +359,23 @@ def _deeper_than(value, limit: int) -> bool:
     return False
 
 
+def expected_problems(expected) -> list[str]:
+    """What is wrong with a line's `expected` (BFCL's shape): an array of {name, arguments} whose
+    arguments map each parameter to an array of accepted values (`""` = may be omitted)."""
+    if expected is None:
+        return []
+    if not isinstance(expected, list):
+        return [f"expected is {_json_type(expected)} (expected an array of calls)"]
+    problems = []
+    for i, call in enumerate(expected):
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str) \
+                or not isinstance(call.get("arguments"), dict):
+            problems.append(f"expected[{i}] is not an object with a name and arguments")
+        elif any(not isinstance(v, list) for v in call["arguments"].values()):
+            problems.append(f"expected[{i}].arguments has a value that is not an array of accepted values")
+    return problems[:3]
+
+
 def json_lines(lines: Iterable[bytes | str], path: str, errors: list):
     """(physical line number, value) for each non-blank JSONL line; a line that is not JSON becomes
     an InputError in `errors` instead, so a caller can report every bad line at once."""
@@ -406,8 +425,8 @@ def iter_cases(lines: Iterable[bytes | str], path: str, errors: list, ids: list 
         own_id = line.get("id")
         if "id" in line and not isinstance(own_id, str):
             problems.append(f"id is {_json_type(own_id)} (expected a string)")
-        if "expected" in line and not isinstance(line["expected"], (list, type(None))):
-            problems.append(f"expected is {_json_type(line['expected'])} (expected an array of calls)")
+        if "expected" in line:
+            problems += expected_problems(line["expected"])
         if problems:
             errors.extend(InputError(path, number, p) for p in problems)
             continue
@@ -1637,8 +1656,11 @@ def catastrophic_pattern(pattern: str) -> str | None:
         import re._parser as sre_parse  # Python >= 3.11
     except ImportError:  # pragma: no cover - Python 3.10
         import sre_parse
+    import warnings
     try:
-        tree = sre_parse.parse(pattern)
+        with warnings.catch_warnings():  # "possible set intersection" and the like: not the user's concern
+            warnings.simplefilter("ignore")
+            tree = sre_parse.parse(pattern)
     except (re.error, RecursionError, OverflowError, ValueError):
         return None  # not a Python regex: compiling says so
     return _ReDoS(sre_parse).scan(list(tree), inside=False)
@@ -1852,10 +1874,11 @@ def parse_exchange(exchange: dict) -> Parsed | None:
 
 
 def score_exchange(body: dict, exchange: dict | None, keep_completion: bool = True,
-                   parsed: Parsed | None = None) -> Outcome:
+                   parsed: Parsed | None = None, case: Case | None = None) -> Outcome:
     """Score one raw exchange against the request body it answers (DESIGN §8). None = unanswered.
     keep_completion=False leaves out the reassembled chat.completion, which only results.jsonl needs;
-    `parsed` is the exchange's answer when the caller has parsed it already (the runner has)."""
+    `parsed` is the exchange's answer when the caller has parsed it already (the runner has);
+    `case`, when given, brings the `expected` calls the answer is also judged against (DESIGN §10)."""
     if exchange is None:
         return Outcome("unanswered")
     meta = {"timing": exchange.get("timing"), "attempts": exchange.get("attempts", 0), "at": exchange.get("at"),
@@ -1873,7 +1896,22 @@ def score_exchange(body: dict, exchange: dict | None, keep_completion: bool = Tr
                        **meta)
     headers = exchange.get("headers") if isinstance(exchange.get("headers"), dict) else {}
     routed = next((headers[h] for h in ROUTING_HEADERS if isinstance(headers.get(h), str) and headers[h]), None)
-    return outcome_of(parsed, tools_by_name(body), dict(meta, routed=routed), keep_completion)
+    outcome = outcome_of(parsed, tools_by_name(body), dict(meta, routed=routed), keep_completion)
+    if case is not None and case.expected is not None:
+        outcome = dataclasses.replace(outcome, expected=judge_expected(case, outcome))
+    return outcome
+
+
+def judge_expected(case: Case, outcome: Outcome) -> tuple[bool | None, str | None]:
+    """(expected_match, expected_error) of an answered case; (None, None) when BFCL's checker
+    could not judge it (NotJudgeable: an `expected` it would crash on)."""
+    calls = [{"name": c.name, "arguments": c.value} if c.parsed else {"name": c.name} for c in outcome.calls]
+    tools = tools_by_name(case.body)
+    category = case.meta.get("category") if isinstance(case.meta, dict) else None
+    try:
+        return expected_verdict(case.expected, calls, tools, category if isinstance(category, str) else None)
+    except NotJudgeable:
+        return None, None
 
 
 def outcome_of(parsed: Parsed, tools: dict, meta: dict, keep_completion: bool = True) -> Outcome:
@@ -1945,6 +1983,199 @@ def wire_findings(parsed: Parsed) -> list[str]:
             and usage["prompt_tokens"] + usage["completion_tokens"] != usage["total_tokens"]:
         out.append("usage_mismatch")
     return out
+
+
+# ---- 2e'. argument accuracy against `expected`: BFCL v4's AST checker, quirks included -----------
+# Engine teams trust BFCL's numbers, so k2vv's verdict is BFCL's, rule for rule (DESIGN §10;
+# tests/data/arguments-cases.json holds verdicts produced by bfcl-eval itself). `expected` is a
+# list of {name, arguments: {parameter: [accepted values]}}, `""` among them meaning optional.
+
+_BFCL_TYPES = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list, "object": dict}
+_BFCL_DROP = re.compile(r"[ ,./\-_*^]")
+_NONE = object()  # "no accepted value but the empty string": None itself may be an accepted value
+
+
+class NotJudgeable(Exception):
+    """An `expected` BFCL itself could not check (it would crash): the case is not judged."""
+
+
+def expected_verdict(expected: list, calls: list, tools: dict, category: str | None) -> tuple[bool, str | None]:
+    """(matched, BFCL's error type) of an answer's `calls` ({name, arguments}, `arguments` absent
+    when they were not JSON) against `expected`; `tools` maps name -> JSON Schema, in the request's
+    order; `category` is BFCL's (`live_simple`, `live_parallel`, ...). Routing is BFCL's: by
+    substring of the category, irrelevance before relevance."""
+    by_expected = category is None  # without a category, a lone expected call names its own function
+    category = category or ("irrelevance" if not expected else "simple" if len(expected) == 1 else "parallel")
+    decoded = all("arguments" in c for c in calls)
+    objects = decoded and all(isinstance(c["arguments"], dict) for c in calls)
+    if "irrelevance" in category:
+        return (True, None) if not calls or not objects else (False, "irrelevance_error:decoder_success")
+    if "relevance" in category:
+        return (True, None) if calls and objects else (False, "relevance_error:decoder_failed")
+    if not decoded:
+        return False, "ast_decoder:decoder_failed"
+    if not objects:
+        return False, "ast_decoder:decoder_wrong_output_format"
+    if "parallel" in category:
+        if len(calls) != len(expected):
+            return False, "parallel_function_checker_no_order:wrong_count"
+        unused = list(range(len(calls)))
+        for want in expected:
+            schema = _expected_schema(tools, want["name"])
+            match = next((i for i in unused if _check_call(calls[i], want["name"], schema, want["arguments"])[0]), None)
+            if match is None:
+                return False, "parallel_function_checker_no_order:cannot_find_match"
+            unused.remove(match)
+        return True, None
+    if "multiple" in category:
+        if len(calls) != len(expected):
+            return False, "multiple_function_checker:wrong_count"
+        return _check_call(calls[0], expected[0]["name"], _expected_schema(tools, expected[0]["name"]),
+                           expected[0]["arguments"])
+    if len(calls) != 1:
+        return False, "simple_function_checker:wrong_count"
+    if by_expected:
+        return _check_call(calls[0], expected[0]["name"], _expected_schema(tools, expected[0]["name"]),
+                           expected[0]["arguments"])
+    if not tools:
+        raise NotJudgeable("no tool to check the call against")
+    first = next(iter(tools))  # BFCL checks a simple case against the first function it was given
+    return _check_call(calls[0], first, tools[first], expected[0]["arguments"])
+
+
+def _expected_schema(tools: dict, name: str) -> dict:
+    if name not in tools:
+        raise NotJudgeable(f"expected function {name!r} is not among the request's tools")
+    return tools[name]
+
+
+def _bfcl_type(schema) -> type:
+    kind = (schema or {}).get("type") if isinstance(schema, dict) else None
+    if kind is None:
+        return str  # BFCL's "any" is checked as a string
+    if not isinstance(kind, str) or kind not in _BFCL_TYPES:
+        raise NotJudgeable(f"type {kind!r} has no BFCL type")
+    return _BFCL_TYPES[kind]
+
+
+def _standardise(text: str) -> str:
+    return _BFCL_DROP.sub("", text).lower().replace("'", '"')
+
+
+def _check_call(call: dict, name: str, schema: dict, accepted_args: dict) -> tuple[bool, str | None]:
+    """BFCL's simple_function_checker for one call against one expected function."""
+    if call.get("name") != name:
+        return False, "simple_function_checker:wrong_func_name"
+    schema = schema if isinstance(schema, dict) else {}
+    properties = schema.get("properties") or {}
+    arguments = call["arguments"]
+    if any(p not in arguments for p in schema.get("required") or []):
+        return False, "simple_function_checker:missing_required"
+    for param, value in arguments.items():
+        if param not in properties or param not in accepted_args:
+            return False, "simple_function_checker:unexpected_param"
+        prop, accepted = properties[param], accepted_args[param]
+        want = _bfcl_type(prop)
+        if want is float and type(value) is int:
+            value = float(value)  # an int where a number is declared: top level only
+        first = next((a for a in accepted if a != ""), _NONE)
+        alt = type(first) if first is not _NONE else None
+        variable = alt is not None and alt is not want
+        if type(value) is want:
+            if want is list and not _array_admitted(value, prop, accepted):
+                return False, "type_error:nested" if type(value) is alt else "type_error:simple"
+        elif type(value) is alt:
+            variable = True
+        else:
+            return False, "type_error:simple"
+        if not variable:
+            if type(value) is dict:
+                ok, error = _dict_check(value, accepted)
+                if not ok:
+                    return False, error
+                continue
+            if type(value) is list and value and all(type(v) is dict for v in value):
+                ok, error = _list_of_dicts_check(value, accepted)
+                if not ok:
+                    return False, error
+                continue
+            if type(value) is str:
+                if _standardise(value) not in [_standardise(a) for a in accepted if type(a) is str]:
+                    return False, "value_error:string"
+                continue
+            if type(value) is list:
+                mine = [_standardise(v) if type(v) is str else v for v in value]
+                theirs = [[_standardise(v) if type(v) is str else v for v in a] if type(a) is list else [] if a == ""
+                          else a for a in accepted]
+                if mine not in theirs:
+                    return False, "value_error:list/tuple"
+                continue
+        if value not in accepted:
+            return False, "value_error:others"
+    for param, accepted in accepted_args.items():
+        if param not in arguments and "" not in accepted:
+            return False, "simple_function_checker:missing_optional"
+    return True, None
+
+
+def _array_admitted(value: list, prop: dict, accepted: list) -> bool:
+    """BFCL's nested type check of an array: one level of element type, from `items`, or the type
+    of an accepted list's first element; any accepted value that is not a list admits anything."""
+    if any(type(a) is not list for a in accepted):
+        return True
+    items = prop.get("items") if isinstance(prop.get("items"), dict) else None
+    if items is None or "type" not in items:
+        raise NotJudgeable("an array without items.type")
+    element = _bfcl_type(items)
+    for option in accepted:
+        first = next((e for e in option if e != ""), _NONE)
+        alt = type(first) if first is not _NONE else None
+        if all(type(v) is element or (alt is not None and type(v) is alt) for v in value):
+            return True
+    return False
+
+
+def _dict_check(value: dict, accepted: list) -> tuple[bool, str | None]:
+    """BFCL's dict_checker: the first accepted object that matches wins, else the last one's error."""
+    error = "dict_checker:unclear"
+    for option in accepted:
+        if option == "":
+            continue
+        if type(option) is not dict:
+            raise NotJudgeable("an accepted object list mixes objects and other values")
+        error = None
+        for key, item in value.items():
+            if key not in option:
+                error = "value_error:dict_key"
+                break
+            mine = _standardise(item) if type(item) is str else item
+            theirs = [_standardise(a) if type(a) is str else a for a in option[key]]
+            if mine not in theirs:
+                error = "value_error:dict_value"
+                break
+        for key, allowed in option.items():
+            if key not in value and "" not in allowed:
+                error = "value_error:dict_key"
+        if error is None:
+            return True, None
+    return False, error
+
+
+def _list_of_dicts_check(value: list, accepted: list) -> tuple[bool, str | None]:
+    """BFCL's list_dict_checker: element by element against each accepted list of objects."""
+    error = "value_error:list_dict_count"
+    for option in accepted:
+        option = [] if option == "" else option
+        if len(option) != len(value):
+            error = "value_error:list_dict_count"
+            continue
+        for mine, theirs in zip(value, option):
+            ok, error = _dict_check(mine, [theirs])
+            if not ok:
+                break
+        else:
+            return True, None
+    return False, error
 
 
 # ---- 2f. statistics ---------------------------------------------------------------------------
@@ -2241,6 +2472,8 @@ class Tally:
         self.usage_sources, self.attempts = Counter(), Counter()
         self.limits, self.rate_limited, self.ceiling = Counter(), 0, 0  # the runner's pace, per answer
         self.routed = Counter()  # upstream provider (a gateway's word) -> answers
+        self.expected_checked = self.expected_matched = 0
+        self.expected_errors = Counter()  # BFCL error type -> answers
         self.totals, self.ttfbs = [], []
         self.first = self.last = None  # (at, total_ms) of the earliest and the latest answer
         self.scored_calls = self.valid_calls = 0
@@ -2270,6 +2503,11 @@ class Tally:
             return
         if out.routed_provider:
             self.routed[out.routed_provider] += 1
+        if out.expected[0] is not None:
+            self.expected_checked += 1
+            self.expected_matched += out.expected[0]
+            if out.expected[1]:
+                self.expected_errors[out.expected[1]] += 1
         self.finish[out.finish_reason] += 1
         self.usage_sources[out.usage_source] += 1
         if out.usage:
@@ -2335,7 +2573,7 @@ class Tally:
                              (self.findings, other.findings), (self.finish, other.finish),
                              (self.usage_sources, other.usage_sources), (self.attempts, other.attempts),
                              (self.per_case, other.per_case), (self.limits, other.limits),
-                             (self.routed, other.routed)):
+                             (self.routed, other.routed), (self.expected_errors, other.expected_errors)):
             mine.update(theirs)
         self.ceiling, self.rate_limited = max(self.ceiling, other.ceiling), self.rate_limited + other.rate_limited
         for key in self.usage:
@@ -2347,7 +2585,7 @@ class Tally:
         stamps = [s for s in (self.last, other.last) if s]
         self.last = max(stamps) if stamps else None
         for name in ("scored_calls", "valid_calls", "pass_any", "pass_all", "tp", "fp", "fn", "tn", "names_equal",
-                     "args_equal", "args_loose_equal", "args_differ", "flaky"):
+                     "args_equal", "args_loose_equal", "args_differ", "flaky", "expected_checked", "expected_matched"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for mine, theirs in ((self.args_differ_cases, other.args_differ_cases), (self.flaky_cases, other.flaky_cases)):
             mine[:] = sorted(mine + theirs)[:LISTED]  # each share kept its first LISTED: so do the merged
@@ -2433,6 +2671,11 @@ class Tally:
             "attempts": dict(sorted(self.attempts.items(), key=lambda kv: int(kv[0]))),
             "runner": self.runner(),
             "routing": {"providers": dict(sorted(self.routed.items())), "mixed": len(self.routed) > 1},
+            "argument_accuracy": {
+                "checked": self.expected_checked, "matched": self.expected_matched,
+                "accuracy": _round(self.expected_matched / self.expected_checked) if self.expected_checked else None,
+                "ci": wilson(self.expected_matched, self.expected_checked),
+                "errors": dict(sorted(self.expected_errors.items(), key=lambda kv: (-kv[1], kv[0])))},
             "baseline": comparison,
             "trials": None,
             "verdict": decide_verdict(schema_ci, success / total if total else None, comparison, thresholds),
@@ -3666,6 +3909,7 @@ def result_fields(item: WorkItem, outcome: Outcome, extra_body: dict) -> tuple[d
         "attempts": outcome.attempts, "error_class": outcome.error_class,
         "response_class": outcome.response_class, "calls": [c.to_json() for c in outcome.calls],
         "findings": list(outcome.findings), "routed_provider": outcome.routed_provider,
+        "expected_match": outcome.expected[0], "expected_error": outcome.expected[1],
     }
 
 
@@ -3889,7 +4133,7 @@ class Runner:
             with self._lock:
                 self.in_flight -= 1
         if exchange is not None:
-            outcome = score_exchange(item.case.body, exchange, parsed=parsed)
+            outcome = score_exchange(item.case.body, exchange, parsed=parsed, case=item.case)
         elif error == "interrupted":
             return
         else:
@@ -4168,7 +4412,7 @@ def fold_share(job: Job, cache: ResponseCache, baseline: Baseline | None = None,
                     fact, line = journal.answer(ordinal)
                 else:
                     item = its[t]
-                    outcome = score_exchange(case.body, next(answers), keep)
+                    outcome = score_exchange(case.body, next(answers), keep, case=case)
                     fold.tally.add_answer(outcome)
                     fact = case_facts(outcome)
                     if keep:

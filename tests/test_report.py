@@ -71,6 +71,7 @@ def make_summary(provider: str, *, triggered: int, valid: int, empty: int = 0, f
         "latency": {"p50": 2100.0, "p90": 5400.0, "p99": 11800.0, "ttfb_p50": 640.0},
         "attempts": attempts, "baseline": comparison, "trials": None,
         "routing": {"providers": {}, "mixed": False},
+        "argument_accuracy": {"checked": 0, "matched": 0, "accuracy": None, "ci": None, "errors": {}},
         "runner": {"concurrency_ceiling": 32, "concurrency_settled": 16, "rate_limited": 3 * (len(attempts) - 1),
                    "attempts_histogram": attempts,
                    "first_attempt_success": round(attempts.get("1", 0) / sum(attempts.values()), 6)},
