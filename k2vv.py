@@ -2481,6 +2481,7 @@ class Tally:
         self.tp = self.fp = self.fn = self.tn = self.names_equal = 0
         self.args_equal = self.args_loose_equal = self.args_differ = self.flaky = 0
         self.args_differ_cases, self.flaky_cases = [], []  # the first LISTED (data_index, case_id) of each
+        self.fp_cases, self.fn_cases = [], []  # ... (data_index, case_id, the names the caller called)
         self.per_case = Counter()  # (tp, fp, fn) of each case the baseline answered
 
     def add_answer(self, out: Outcome) -> None:
@@ -2556,8 +2557,10 @@ class Tally:
                     _keep_first(self.args_differ_cases, where)
             elif triggered:
                 cfp += 1
+                _keep_first(self.fp_cases, where + (list(names),))
             elif base.triggered:
                 cfn += 1
+                _keep_first(self.fn_cases, where + (list(base.names),))
             else:
                 self.tn += 1
         self.pass_any += passed > 0
@@ -2587,7 +2590,8 @@ class Tally:
         for name in ("scored_calls", "valid_calls", "pass_any", "pass_all", "tp", "fp", "fn", "tn", "names_equal",
                      "args_equal", "args_loose_equal", "args_differ", "flaky", "expected_checked", "expected_matched"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        for mine, theirs in ((self.args_differ_cases, other.args_differ_cases), (self.flaky_cases, other.flaky_cases)):
+        for mine, theirs in ((self.args_differ_cases, other.args_differ_cases), (self.flaky_cases, other.flaky_cases),
+                             (self.fp_cases, other.fp_cases), (self.fn_cases, other.fn_cases)):
             mine[:] = sorted(mine + theirs)[:LISTED]  # each share kept its first LISTED: so do the merged
 
     def runner(self) -> dict | None:
@@ -2622,6 +2626,8 @@ class Tally:
             "f1": _round(f1_of(tp, fp, fn)),
             "f1_ci": bootstrap_f1(self.per_case) if pairs else None,
             "name_agreement": _round(self.names_equal / tp) if tp else None,
+            "false_positives": [{"data_index": i, "case_id": c, "called": n} for i, c, n in self.fp_cases],
+            "false_negatives": [{"data_index": i, "case_id": c, "baseline_called": n} for i, c, n in self.fn_cases],
             "argument_agreement": {
                 "exact": _round(self.args_equal / tp) if tp else None,
                 "normalized": _round(self.args_loose_equal / tp) if tp else None,
@@ -2667,7 +2673,8 @@ class Tally:
             "findings": dict(sorted(self.findings.items())),
             "usage_sources": {s: self.usage_sources[s] for s in ("top_level", "per_choice", "none")},
             "latency": {"p50": percentile(totals, 50), "p90": percentile(totals, 90),
-                        "p99": percentile(totals, 99), "ttfb_p50": percentile(ttfbs, 50)},
+                        "p99": percentile(totals, 99), "ttfb_p50": percentile(ttfbs, 50),
+                        "ttfb_p90": percentile(ttfbs, 90)},
             "attempts": dict(sorted(self.attempts.items(), key=lambda kv: int(kv[0]))),
             "runner": self.runner(),
             "routing": {"providers": dict(sorted(self.routed.items())), "mixed": len(self.routed) > 1},
@@ -5220,16 +5227,26 @@ DEMO_MODEL = "kimi-k2-sim"
 SIM_PERSONALITIES = ("reference", "sloppy", "flaky", "drifting")
 
 
+def is_relevance(case: Case) -> bool:
+    """BFCL's relevance category: any call is right (its `expected` is empty, unlike irrelevance's)."""
+    category = str((case.meta or {}).get("category", "")) if isinstance(case.meta, dict) else ""
+    return "relevance" in category and "irrelevance" not in category
+
+
 def cmd_demo(args) -> int:
     """Simulated vendors on 127.0.0.1, the bundled test set through each (reference first, as the
     baseline), then the report. Exit 0 when the demo itself worked, whatever the verdicts."""
     import tempfile
     from k2vv_report import render_report_table
-    from k2vv_sim import PERSONALITIES, SimVendor
+    from k2vv_sim import PERSONALITIES, SimVendor, answer_key
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = tempfile.mkdtemp(prefix="k2vv-demo-cache-")  # sim ports change per run: nothing to reuse
-    vendors = [SimVendor(p).start() for p in PERSONALITIES]
+    # The simulated vendors know each case's expected calls, as a well-trained model would: the
+    # reference answers them right, so what the others get wrong is their planted fault alone.
+    answers = {answer_key(prepare_request(case.body, DEMO_MODEL)): "any" if is_relevance(case) else case.expected
+               for case in load_test_set(None).all_cases() if case.expected is not None}
+    vendors = [SimVendor(p, answers=answers).start() for p in PERSONALITIES]
     started = time.monotonic()
     try:
         providers = out / "providers.toml"

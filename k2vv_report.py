@@ -56,6 +56,83 @@ def report_failures(summary: dict, examples: dict) -> list[dict]:
             for kind, name, count in found]
 
 
+# What each wire finding means for a vendor, in plain words (DESIGN §10).
+FINDING_WORDS = {
+    "markup_in_content": "tool-call markup leaked into the answer text: the vendor's tool-call parser missed calls",
+    "markup_in_reasoning": "tool-call markup appears in the reasoning text",
+    "reasoning_only": "answers that reason and then say and call nothing",
+    "text_beside_calls": "text sent next to tool calls",
+    "duplicate_call_id": "two calls in one answer share an id: a history replay would mix them up",
+    "null_call_id": "tool calls without an id",
+    "usage_mismatch": "usage where prompt + completion tokens is not the total",
+    "usage_missing": "answers without token usage",
+    "cumulative_arguments": "streamed arguments resent whole instead of in pieces",
+    "finish_reason_mismatch": "calls with a finish_reason other than tool_calls, or the reverse",
+    "missing_done": "streams that ended without [DONE]",
+    "non_standard_finish_reason": "finish_reason values the OpenAI API does not have",
+    "name_changed": "a call's name changed mid-stream",
+    "non_string_arguments": "arguments sent as an object instead of a JSON string",
+}
+
+
+def report_why(summary: dict, examples: dict) -> list[dict]:
+    """Why a provider scored as it did, most telling first, each cause in plain words with an
+    example: its calls where the baseline had none and the reverse, schema failures, arguments
+    that differ from the expected calls or from the baseline's, wire findings, routing."""
+    why = []
+    base = summary.get("baseline") or {}
+    for key, field, words in (("false_negatives", "baseline_called", "did not call tools where the baseline did"),
+                              ("false_positives", "called", "called tools where the baseline did not")):
+        count = base.get("FN" if key == "false_negatives" else "FP") or 0
+        if count:
+            first = (base.get(key) or [None])[0]
+            example = None if first is None else (
+                f"data_index {first['data_index']}: " + (f"the baseline called {', '.join(map(str, first[field]))}, "
+                                                         "this provider answered without a call"
+                                                         if key == "false_negatives" else
+                                                         f"this provider called {', '.join(map(str, first[field]))}, "
+                                                         "the baseline answered without a call"))
+            why.append({"cause": key, "count": count, "text": f"{words} ({count} cases)", "example": example})
+    bad = [f for f in report_failures(summary, examples) if f["class"] not in ("failed", "truncated", "unanswered")]
+    if bad:
+        top = bad[0]
+        why.append({"cause": "schema", "count": sum(f["count"] for f in bad if f["kind"] == "response") or top["count"],
+                    "text": "arguments that fail the tool's schema: " + ", ".join(f"{f['class']} {f['count']}"
+                                                                                   for f in bad[:4]),
+                    "example": _example_text(top["example"])})
+    accuracy = summary.get("argument_accuracy") or {}
+    wrong = (accuracy.get("checked") or 0) - (accuracy.get("matched") or 0)
+    if wrong:
+        errors = accuracy.get("errors") or {}
+        top = next(iter(errors), None)
+        why.append({"cause": "arguments", "count": wrong,
+                    "text": f"calls that differ from the expected ones on {wrong} of {accuracy['checked']} answers "
+                            "(BFCL's checker): " + ", ".join(f"{k} {v}" for k, v in list(errors.items())[:4]),
+                    "example": _example_text(examples.get(f"expected:{top}")) if top else None})
+    agreement = base.get("argument_agreement") or {}
+    if agreement.get("disagreeing"):
+        first = (agreement.get("cases") or [None])[0]
+        why.append({"cause": "arguments_vs_baseline", "count": agreement["disagreeing"],
+                    "text": f"same tools as the baseline but other arguments on {agreement['disagreeing']} cases",
+                    "example": None if first is None else f"data_index {first['data_index']}"})
+    for name, count in sorted((summary.get("findings") or {}).items(), key=lambda kv: -kv[1]):
+        if name in FINDING_WORDS and count:
+            why.append({"cause": name, "count": count, "text": f"{FINDING_WORDS[name]} ({count})", "example": None})
+    routing = summary.get("routing") or {}
+    if routing.get("mixed"):
+        why.append({"cause": "routing", "count": len(routing["providers"]),
+                    "text": "served by several upstream providers in one run: "
+                            + ", ".join(f"{k} {v}" for k, v in routing["providers"].items()), "example": None})
+    return why
+
+
+def _example_text(example) -> str | None:
+    if not example:
+        return None
+    tool = f" · tool {example['tool']}" if example.get("tool") else ""
+    return f"data_index {example.get('data_index')}{tool}: {example.get('detail')}"
+
+
 def report_row(summary: dict, examples: dict, baseline: str | None) -> dict:
     """One leaderboard row with K2VV's column names. Coverage is the baseline's (scored pairs / cases)
     or, without a baseline, the answered share: the same number the verdict was decided on."""
@@ -83,6 +160,12 @@ def report_row(summary: dict, examples: dict, baseline: str | None) -> dict:
         "verdict": {"status": summary["verdict"]["status"], "reasons": list(summary["verdict"]["reasons"])},
         "retries": sum(n for attempts, n in summary["attempts"].items() if int(attempts) > 1),
         "runner": summary.get("runner"),  # absent from summaries written before 0.1.0's pace
+        "precision": own["precision"] if own else None,
+        "recall": own["recall"] if own else None,
+        "confusion": {k: own[k] for k in ("TP", "FP", "FN", "TN")} if own else None,
+        "latency": summary.get("latency"),
+        "usage": summary.get("usage"),
+        "why": report_why(summary, examples),
         "top_failures": report_failures(summary, examples),
         "thresholds": dict(summary["verdict"]["thresholds"]),
     }
@@ -179,6 +262,23 @@ def _f1_text(row: dict, pct: bool = True) -> str:
         _frac(row["tool_call_f1"]) + _ci_text(row["f1_ci"])
 
 
+def _facts_text(row: dict) -> str:
+    """Precision and recall beside F1, latency and token usage, on one line."""
+    parts = []
+    if row.get("confusion"):
+        c = row["confusion"]
+        parts.append(f"precision {_frac(row['precision'])} · recall {_frac(row['recall'])} · TP {c['TP']} "
+                     f"FP {c['FP']} FN {c['FN']} TN {c['TN']}")
+    lat = row.get("latency") or {}
+    if lat.get("p50") is not None:
+        parts.append(f"latency p50/p90/p99 {lat['p50']:.0f}/{lat['p90']:.0f}/{lat['p99']:.0f} ms · TTFB p50/p90 "
+                     f"{lat['ttfb_p50']:.0f}/{(lat.get('ttfb_p90') or 0):.0f} ms")
+    usage = row.get("usage") or {}
+    if usage.get("total_tokens"):
+        parts.append(f"tokens {usage['prompt_tokens']:,} in · {usage['completion_tokens']:,} out")
+    return " · ".join(parts)
+
+
 def _pace_text(runner: dict) -> str:
     first = runner["first_attempt_success"]
     return (f"pace {runner['concurrency_settled']} in flight of {runner['concurrency_ceiling']} · "
@@ -235,6 +335,11 @@ def render_report_table(report: dict, width: int = 80) -> str:
     for row, line in zip(report["rows"], rows):
         top = " · ".join(f"{f['class']} {f['count']}" for f in row["top_failures"][:REPORT_TOP]) or "none"
         lines.append(_fit(f"  {_pad(_fit(line[0], widths[0]), widths[0])}  {top}", width))
+    if any(row.get("why") for row in report["rows"]):
+        lines.append("why")
+        for row, line in zip(report["rows"], rows):
+            for cause in (row.get("why") or [])[:2]:
+                lines.append(_fit(f"  {_pad(_fit(line[0], widths[0]), widths[0])}  {_plain(cause['text'])}", width))
     if not report["thresholds"]:
         for row, line in zip(report["rows"], rows):
             lines.append(_fit(f"thresholds {line[0]}: {_thresholds_text(row['thresholds'])}", width))
@@ -303,6 +408,15 @@ def render_report_md(report: dict) -> str:
         if not row["top_failures"]:
             out.append("- no failures")
         out.append("")
+        if row.get("why"):
+            out.append("Why:")
+            out.append("")
+            out += [f"- {_md(cause['text'])}" + (f" — e.g. {_md(_plain(cause['example'], 200))}" if cause["example"]
+                                                  else "") for cause in row["why"]]
+            out.append("")
+        facts = _facts_text(row)
+        if facts:
+            out += [_md(facts), ""]
     out += ["## Thresholds", ""]
     if report["thresholds"]:
         out.append("Every row: " + _thresholds_text(report["thresholds"]) + " (95% interval bounds).")
@@ -542,6 +656,13 @@ def render_report_html(report: dict) -> str:
                    + (f" · {_h(row['retries'])} answers retried" if row["retries"] else "")
                    + (f" · {_h(_pace_text(row['runner']))}" if row.get("runner") else "")
                    + ("" if t else f" · thresholds {_h(_thresholds_text(row['thresholds']))}") + "</p>")
+        if row.get("why"):
+            out.append('<p class="note">Why:</p><ul class="why">' + "".join(
+                f"<li>{_h(cause['text'])}" + (f'<span class="detail">e.g. {_h(cause["example"], 300)}</span>'
+                                              if cause["example"] else "") + "</li>" for cause in row["why"]) + "</ul>")
+        facts = _facts_text(row)
+        if facts:
+            out.append(f'<p class="note">{_h(facts)}</p>')
         out.append("<ul>")
         for failure in row["top_failures"]:
             unit = "answers" if failure["kind"] == "response" else "calls"
@@ -584,6 +705,10 @@ def failure_examples(results_lines: Iterable[str]) -> dict:
             bad = next((c for c in calls if c.get("class") != "valid"), calls[0] if calls else {})
             detail = rec.get("error_class") or bad.get("message") or bad.get("class") or cls
             examples[cls] = dict(base, tool=bad.get("name"), detail=str(detail))
+        if rec.get("expected_match") is False and f"expected:{rec.get('expected_error')}" not in examples:
+            tools = [c.get("name") for c in calls]
+            examples[f"expected:{rec.get('expected_error')}"] = dict(
+                base, tool=tools[0] if tools else None, detail=str(rec.get("expected_error")))
         for call in calls:
             name = call.get("class")
             if name in REPORT_CALL_FAILURES and name not in examples:

@@ -23,7 +23,7 @@ import urllib.parse
 from fractions import Fraction
 from typing import Callable
 
-__all__ = ["SimVendor", "serve_sim", "PERSONALITIES", "BREAKAGES", "SIM_FAULTS", "example_arguments",
+__all__ = ["SimVendor", "serve_sim", "answer_key", "PERSONALITIES", "BREAKAGES", "SIM_FAULTS", "example_arguments",
            "break_arguments"]
 
 
@@ -892,9 +892,31 @@ def _sim_spoil(calls: list, tools: list, pick: float, rng) -> str:
     return "non_json"
 
 
-def _sim_answer(personality: str, body: dict, seed=0) -> dict:
+def answer_key(body: dict) -> str:
+    """What identifies a request to a vendor that knows the right answers: its messages and tools."""
+    return hashlib.sha256(canonical_json({"messages": body.get("messages"), "tools": body.get("tools")})).hexdigest()
+
+
+def _expected_calls(expected: list) -> list:
+    """(name, arguments) a perfect model gives for BFCL-style `expected`: the first accepted value of
+    each parameter, optional ones (only "" accepted) left out."""
+    out = []
+    for call in expected:
+        args = {}
+        for param, accepted in (call.get("arguments") or {}).items():
+            value = next((a for a in accepted if a != ""), "")
+            if value != "":
+                args[param] = value
+        out.append((call.get("name"), args))
+    return out
+
+
+def _sim_answer(personality: str, body: dict, seed=0, expected: list | str | None = None) -> dict:
     """The answer a personality gives to `body`: content, calls, finish_reason, usage, ids, and a
-    `breakage` note for a sloppy spoil. Faults (flaky) are the server's business, not this one's."""
+    `breakage` note for a sloppy spoil. With `expected` (the case's right calls, when the vendor is
+    given them; "any" for a case that wants some call), it calls what is expected, kept to the
+    tool's schema, instead of guessing; personalities spoil it as before.
+    Faults (flaky) are the server's business, not this one's."""
     digest = _sim_digest(body, seed)
     rng = random.Random(int.from_bytes(digest[:8], "big"))
     tools = _sim_function_tools(body)
@@ -907,6 +929,10 @@ def _sim_answer(personality: str, body: dict, seed=0) -> dict:
         call = False
     elif forced or choice == "required":
         call = True
+    elif expected == "any":
+        call = True  # a case that wants some call, whichever (BFCL's relevance)
+    elif expected is not None:
+        call = bool(expected)
     else:
         call = last.get("role") != "tool" and _sim_share(digest, "call") < _SIM_CALL_SHARE
     if personality == "drifting" and tools and _sim_share(digest, "drift") < _SIM_DRIFT_SHARE:
@@ -916,7 +942,14 @@ def _sim_answer(personality: str, body: dict, seed=0) -> dict:
         parallel = body.get("parallel_tool_calls") is not False and _sim_share(digest, "parallel") < _SIM_PARALLEL_SHARE
         earlier = sum(len(m["tool_calls"]) for m in messages if isinstance(m, dict)
                       and m.get("role") == "assistant" and isinstance(m.get("tool_calls"), list))
-        for i in range(2 if parallel else 1):
+        if isinstance(expected, list) and expected:
+            by_name = dict(tools)
+            for i, (name, args) in enumerate(_expected_calls(expected)):
+                params = by_name.get(name)
+                if not isinstance(params, dict) or not _conforms(params, args, params):
+                    args = _sim_tool_arguments(params, rng)  # the ground truth breaks the schema: keep to the schema
+                calls.append({"id": f"functions.{name}:{earlier + i}", "name": name, "arguments": _sim_dump(args)})
+        for i in range(0 if calls else 2 if parallel else 1):
             name, params = next(((n, p) for n, p in tools if n == forced), None) or rng.choice(tools)
             calls.append({"id": f"functions.{name}:{earlier + i}", "name": name,
                           "arguments": _sim_dump(_sim_tool_arguments(params, rng))})
@@ -1162,10 +1195,11 @@ class SimVendor:
 
     def __init__(self, personality: str = "reference", seed=0,
                  script: Callable[[dict, int], str | None] | None = None, *,
-                 retry_after="1", host: str = "127.0.0.1", port: int = 0):
+                 retry_after="1", host: str = "127.0.0.1", port: int = 0, answers: dict | None = None):
         if personality not in PERSONALITIES:
             raise ValueError(f"unknown personality {personality!r} (expected one of {', '.join(PERSONALITIES)})")
         self.personality, self.seed, self.script = personality, seed, script
+        self.answers = answers or {}  # answer_key(body) -> the case's expected calls: the vendor knows them
         self.retry_after, self.host, self.port = str(retry_after), host, port
         self._lock = threading.Lock()
         self._received, self._attempts, self._count = [], {}, 0
@@ -1256,7 +1290,7 @@ class SimVendor:
         if isinstance(fault, str) and fault.startswith("slow:"):
             time.sleep(float(fault[5:]))
             fault = None
-        answer = _sim_answer(self.personality, body, self.seed)
+        answer = _sim_answer(self.personality, body, self.seed, self.answers.get(answer_key(body)))
         headers = [("x-sim-fault", fault)] if fault else []
         headers += [("x-sim-breakage", answer["breakage"])] if answer["breakage"] else []
         if fault is None:

@@ -2,11 +2,15 @@
 promises about commands."""
 import json
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
 import k2vv
 from conftest import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 def test_demo_shows_each_personality_for_what_it_is(tmp_path, capsys):
@@ -20,11 +24,26 @@ def test_demo_shows_each_personality_for_what_it_is(tmp_path, capsys):
     assert drifting["verdict"]["status"] == "fail" and drifting["f1_ci"][1] < 0.80
     assert drifting["schema_accuracy_ci"][0] >= 0.95  # it fails on trigger agreement alone
     assert {f["class"] for f in sloppy["top_failures"]} >= {"schema_mismatch", "empty_tool_calls", "unknown_tool"}
+    # why each failed, in report.json: drifting's trigger disagreements, sloppy's arguments
+    causes = {name: [c["cause"] for c in row["why"]] for name, row in rows.items()}
+    assert causes["drifting"][:2] == ["false_negatives", "false_positives"]
+    assert drifting["why"][0]["example"].startswith("data_index ") and "the baseline called" in drifting["why"][0]["example"]
+    assert {"schema", "arguments"} <= set(causes["sloppy"]) and causes["sloppy"][0] == "schema"
+    assert not {"false_negatives", "false_positives", "schema"} & set(causes["reference"])
+    assert sloppy["confusion"]["TP"] > 0 and drifting["precision"] < 1 and drifting["latency"]["p50"] > 0
     html = (tmp_path / "demo" / "report" / "report.html").read_text()
     assert html.count('class="bar-group"') == 4
+    assert "did not call tools where the baseline did" in html and "arguments that fail the tool" in html
     out = capsys.readouterr().out
     for name in ("reference", "sloppy", "flaky", "drifting"):
         assert name in out
+    if CHROMIUM.exists():  # as a browser shows it: the causes are text on the page, not only in the file
+        dom = subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                              f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                              (tmp_path / "demo" / "report" / "report.html").as_uri()],
+                             capture_output=True, text=True, timeout=120).stdout
+        assert "did not call tools where the baseline did" in dom and "arguments that fail the tool" in dom
 
 
 def test_serve_sim_rejects_an_unknown_personality(capsys):

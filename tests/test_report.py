@@ -68,7 +68,7 @@ def make_summary(provider: str, *, triggered: int, valid: int, empty: int = 0, f
                                   "truncated": truncated, "unanswered": 0},
                     "calls": calls},
         "findings": {}, "usage_sources": {"top_level": answered, "per_choice": 0, "none": 0},
-        "latency": {"p50": 2100.0, "p90": 5400.0, "p99": 11800.0, "ttfb_p50": 640.0},
+        "latency": {"p50": 2100.0, "p90": 5400.0, "p99": 11800.0, "ttfb_p50": 640.0, "ttfb_p90": 1500.0},
         "attempts": attempts, "baseline": comparison, "trials": None,
         "routing": {"providers": {}, "mixed": False},
         "argument_accuracy": {"checked": 0, "matched": 0, "accuracy": None, "ci": None, "errors": {}},
