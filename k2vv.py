@@ -2716,6 +2716,104 @@ def exit_code_of(verdict: dict) -> int:
     return {"pass": EXIT_PASS, "fail": EXIT_FAIL}.get(verdict["status"], EXIT_INCONCLUSIVE)
 
 
+# ---- 2i. results lines, read back: JUnit for CI, and two runs compared case by case ------------
+
+# What makes a case fail in JUnit (DESIGN §7): a schema failure, or no scored answer.
+JUNIT_FAILURES = frozenset({"invalid", "empty_tool_calls", "failed", "truncated", "rejected", "unanswered"})
+_XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def case_label(rec: dict) -> str:
+    """A results line's case as a person names it: its `id`, else `data_index N` (+ trial)."""
+    own = rec.get("case_id")  # the line's `id`, or the hash of its body when it has none
+    label = own if isinstance(own, str) and own and not _is_hash(own) else f"data_index {rec.get('data_index')}"
+    return label + (f" trial {rec['sample']}" if rec.get("sample") else "")
+
+
+def _is_hash(text) -> bool:
+    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def failure_message(rec: dict) -> str:
+    """Why a case failed, in one line: its class, then the first bad call's tool, pointer and
+    message, or the error that left it unanswered."""
+    cls = rec.get("response_class")
+    bad = next((c for c in rec.get("calls") or [] if isinstance(c, dict) and c.get("class") != "valid"), None)
+    if bad is not None:
+        where = f" at {bad['pointer'] or '/'}" if bad.get("pointer") is not None else ""
+        return f"{cls}: {bad.get('class')} in tool {bad.get('name')!r}{where}: {bad.get('message') or ''}".rstrip(": ")
+    reason = "finish_reason tool_calls without calls" if cls == "empty_tool_calls" else rec.get("error_class")
+    return f"{cls}: {reason}"
+
+
+def junit_xml(lines: Iterable[str], suite: str) -> str:
+    """A JUnit document with one testcase per results line (DESIGN §7)."""
+    from xml.sax.saxutils import escape, quoteattr
+    clean = lambda text: _XML_UNSAFE.sub("\ufffd", str(text))
+    cases, failures = [], 0
+    for text in lines:
+        try:
+            rec = read_json(text)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        name = quoteattr(clean(case_label(rec)))
+        if rec.get("response_class") in JUNIT_FAILURES:
+            failures += 1
+            message = clean(failure_message(rec))[:1000]
+            cases.append(f'  <testcase classname={quoteattr(clean(suite))} name={name}>\n'
+                         f'    <failure type={quoteattr(clean(rec.get("response_class")))} message={quoteattr(message)}>'
+                         f'{escape(message)}</failure>\n  </testcase>')
+        else:
+            cases.append(f"  <testcase classname={quoteattr(clean(suite))} name={name}/>")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<testsuite name={quoteattr(clean(suite))} tests="{len(cases)}" failures="{failures}" errors="0" skipped="0">\n'
+            + "\n".join(cases) + ("\n" if cases else "") + "</testsuite>\n")
+
+
+def answer_view(rec: dict) -> dict:
+    """What `k2vv diff` compares of a results line: answered, trigger, tool names, class, the
+    calls' arguments (canonical after parsing), findings."""
+    choices = (rec.get("response") or {}).get("choices") if isinstance(rec.get("response"), dict) else None
+    message = choices[0].get("message") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    calls = message.get("tool_calls") if isinstance(message, dict) and isinstance(message.get("tool_calls"), list) else []
+    args = []
+    for call in calls:
+        fn = call.get("function") if isinstance(call, dict) and isinstance(call.get("function"), dict) else {}
+        value, problem = parse_arguments(fn["arguments"]) if isinstance(fn.get("arguments"), str) else (None, True)
+        args.append((str(fn.get("name")), "?" if problem else canonical_json(value).decode("utf-8", UNPAIRED)))
+    return {"answered": rec.get("status") == "success", "trigger": rec.get("finish_reason") == "tool_calls",
+            "names": sorted(name for name, _ in args), "class": rec.get("response_class"),
+            "arguments": sorted(args), "findings": sorted(rec.get("findings") or [])}
+
+
+def diff_cases(mine: dict, theirs: dict) -> list[str]:
+    """How two answers to one case differ, one phrase a kind, in DIFF_KINDS order ([] when alike)."""
+    if mine == theirs:
+        return []
+    out = []
+    if mine["answered"] != theirs["answered"]:
+        return [f"answered: {_yes(mine['answered'])} → {_yes(theirs['answered'])}"]
+    if mine["trigger"] != theirs["trigger"]:
+        out.append(f"trigger: {_yes(mine['trigger'])} → {_yes(theirs['trigger'])}")
+    if mine["names"] != theirs["names"]:
+        out.append(f"names: {', '.join(mine['names']) or '-'} → {', '.join(theirs['names']) or '-'}")
+    if mine["class"] != theirs["class"]:
+        out.append(f"class: {mine['class']} → {theirs['class']}")
+    if mine["names"] == theirs["names"] and mine["arguments"] != theirs["arguments"]:
+        out.append("arguments differ")
+    if mine["findings"] != theirs["findings"]:
+        added = sorted(set(theirs["findings"]) - set(mine["findings"]))
+        gone = sorted(set(mine["findings"]) - set(theirs["findings"]))
+        out.append("findings " + " ".join([f"+{f}" for f in added] + [f"-{f}" for f in gone]))
+    return out
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
 # ==== 3. effects =================================================================================
 
 # ---- 3a. files: test sets, bundled data, JSON output ---------------------------------------------
@@ -2883,6 +2981,17 @@ def read_tar_member(path: str, member: str) -> list[str]:
             return fh.read().decode("utf-8", "replace").splitlines()
     except (tarfile.TarError, OSError, EOFError, KeyError) as err:
         raise K2vvError(f"{path}: cannot read {member} ({err})") from None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text next to its final name and rename, so a reader never sees half a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8", errors=UNPAIRED)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise K2vvError(f"{path}: cannot write ({err.strerror or err})") from None
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -5076,6 +5185,9 @@ def cmd_run(args) -> int:
                     f"interrupted: {summary['success_count']} of {plural(total, 'request')} answered; run the "
                     "same command again to finish (cached answers are not sent again)"])
             write_json_atomic(job.summary_path, summary)
+            if args.junit:
+                with open(job.results_path, encoding="utf-8", errors=UNPAIRED) as lines:
+                    write_text_atomic(Path(args.junit), junit_xml(lines, f"k2vv.{job.provider.name}"))
     _emit(args, summary)
     if stopped:
         print(f"k2vv: interrupted; answers so far are cached. Resume with: {resume_command(args.argv, api_key)}",
@@ -5099,7 +5211,12 @@ def cmd_score(args) -> int:
     job = build_job(args)
     baseline = resolve_baseline(args, job)
     with open_cache(job.cache_dir, readonly=True) as cache:
-        summary = fold_answers(job, cache, baseline, processes=score_processes(args.jobs, job.test_set))
+        if args.junit:  # the results lines are needed: one pass in this process, written to memory
+            lines = io.StringIO()
+            summary = fold_answers(job, cache, baseline, lines)
+            write_text_atomic(Path(args.junit), junit_xml(lines.getvalue().splitlines(), f"k2vv.{job.provider.name}"))
+        else:
+            summary = fold_answers(job, cache, baseline, processes=score_processes(args.jobs, job.test_set))
         _report_damage(cache)
         if not summary["k2vv"]["cases"]:
             raise K2vvError(f"{job.test_set.name}: no cases (no line that is not blank); nothing to score")
@@ -5213,6 +5330,57 @@ def provider_row(name: str, source: str, entry: dict) -> dict:
             "api_key_env": env, "key": key}
 
 
+def cmd_diff(args) -> int:
+    """Two runs case by case (DESIGN §10): one line per case that differs, then a count by kind;
+    exit 0 when nothing differs, 1 otherwise."""
+    sides = [run_results(spec, args.providers) for spec in (args.a, args.b)]
+    views = []
+    for path in sides:
+        with open(path, encoding="utf-8", errors=UNPAIRED) as fh:
+            view = {}
+            for text in fh:
+                try:
+                    rec = read_json(text)
+                except ValueError:
+                    continue
+                if isinstance(rec, dict) and "case_id" in rec:
+                    view[(rec.get("case_id"), rec.get("sample", 0))] = (rec, answer_view(rec))
+            views.append(view)
+    mine, theirs = views
+    kinds, differing = Counter(), 0
+    for key in sorted(set(mine) | set(theirs), key=lambda k: (
+            (mine.get(k) or theirs.get(k))[0].get("data_index") or 0, k[1])):
+        if key not in mine or key not in theirs:
+            rec = (mine.get(key) or theirs.get(key))[0]
+            phrases = [f"only in {'A' if key in mine else 'B'}"]
+        else:
+            rec = mine[key][0]
+            phrases = diff_cases(mine[key][1], theirs[key][1])
+        if phrases:
+            differing += 1
+            kinds.update(p.split(":")[0].split(" ")[0] if not p.startswith("only") else "only" for p in phrases)
+            print(f"{case_label(rec)}: " + "; ".join(phrases))
+    total = len(set(mine) | set(theirs))
+    summary = " · ".join(f"{k} {n}" for k, n in kinds.most_common()) or "none"
+    print(f"k2vv diff: {differing} of {plural(total, 'case')} differ ({summary}) · A {sides[0]} · B {sides[1]}",
+          file=sys.stderr)
+    return EXIT_FAIL if differing else EXIT_PASS
+
+
+def run_results(spec: str, providers_file: str | None) -> Path:
+    """The results.jsonl of a run directory, a results file, or a provider's default run directory."""
+    path = Path(spec)
+    if path.is_dir():
+        path = path / "results.jsonl"
+    elif not path.exists() and os.sep not in spec:
+        provider = resolve_provider(spec, providers_file)
+        path = Path("runs") / f"{_slug(provider.name)}-{_slug(provider.model)}" / "results.jsonl"
+    if not path.is_file():
+        raise K2vvError(f"{spec}: no results.jsonl there (give a run directory, a results file or a provider "
+                        "that has been run)")
+    return path
+
+
 def cmd_report(args) -> int:
     from k2vv_report import REPORT_FILES, render_report_table
     runs = [Path(r) for r in args.runs] or sorted(p.parent for p in Path("runs").glob("*/summary.json"))
@@ -5296,6 +5464,8 @@ EXAMPLES = {
     "report": "examples:\n  k2vv report                       # every runs/*/ with a summary.json\n"
               "  k2vv report runs/moonshot-kimi-k2-0905-preview runs/fireworks-kimi-k2 --out leaderboard/",
     "demo": "examples:\n  k2vv demo\n  k2vv demo --limit 60 --out /tmp/k2vv-demo",
+    "diff": "examples:\n  k2vv diff runs/demo/reference runs/demo/drifting\n"
+            "  k2vv diff runs/vllm-kimi-k2 runs/vllm-kimi-k2-normalized",
     "serve-sim": "examples:\n  k2vv serve-sim --personality sloppy --port 8000\n"
                  "  k2vv run --base-url http://127.0.0.1:8000/v1 --model any",
 }
@@ -5326,6 +5496,8 @@ def _add_job_args(p: argparse.ArgumentParser, network: bool) -> None:
     p.add_argument("--min-f1", type=float, help="F1 threshold (default 0.80; 0.73 at temperature >= 1)")
     p.add_argument("--min-schema-accuracy", type=float, help="schema accuracy threshold (default 0.95)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML file: one testcase per case, failed when "
+                   "it has a schema failure or no scored answer (for a CI's test view)")
     if not network:
         p.add_argument("--jobs", type=int, metavar="N", help="processes that score shares of the test set "
                        "(default: one per CPU, at most 8, for test sets of 1 MiB or more; 1 = this process only)")
@@ -5377,6 +5549,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(no key, no internet)")
     demo.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     demo.add_argument("--limit", type=int, metavar="N", help="only the first N cases")
+    diff = add("diff", cmd_diff, "compare two runs case by case: trigger, tool names, class, arguments, findings")
+    diff.add_argument("a", metavar="A", help="a run directory, a results.jsonl, or a provider name")
+    diff.add_argument("b", metavar="B")
+    diff.add_argument("--providers", metavar="FILE")
     sim = add("serve-sim", cmd_serve_sim, "serve one simulated vendor on 127.0.0.1 to test your own pipeline")
     sim.add_argument("--personality", choices=SIM_PERSONALITIES, default="reference")
     sim.add_argument("--port", type=int, default=8000, help="0 picks a free port (default 8000)")
