@@ -3,6 +3,7 @@ writes against schemas/summary.json, and simulated vendors on 127.0.0.1."""
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,15 @@ def call_verdict(parameters, instance) -> str:
     arguments = json.dumps(instance, ensure_ascii=False)  # as a vendor sends them: JSON text
     result = k2vv.classify_call({"name": "f", "arguments": arguments}, {"f": parameters})
     return {"valid": "valid", "schema_mismatch": "invalid", "unscored": "unscored"}[result.cls]
+
+
+def wait_until(predicate, what: str, timeout: float = 60.0, proc=None, tick: float = 0.01) -> None:
+    """Poll `predicate` every `tick` seconds until it holds; fail the test naming `what` when
+    `timeout` seconds pass first, or at once when `proc` (what should make it true) has exited."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc is not None and proc.poll() is not None and not predicate():
+            pytest.fail(f"the process exited with {proc.returncode} before {what}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"still not {what} after {timeout} s")
+        time.sleep(tick)

@@ -7,31 +7,18 @@ import socket
 import subprocess
 import threading
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import k2vv
 import k2vv_sim  # noqa: E402
-from conftest import FAKE_KEY, ROOT
+from conftest import FAKE_KEY, ROOT, wait_until
 
 LIMIT = "40"
 # Without --baseline tool_call_f1 is not measured, so even the reference vendor's best verdict is
 # "inconclusive": every run here without one exits 3 (simulated answers are seeded by the request).
 NO_BASELINE = k2vv.EXIT_INCONCLUSIVE
-
-
-def wait_until(predicate, what, timeout=60.0, proc=None):
-    """Poll `predicate` every 10 ms until it holds; fail the test naming `what` when `timeout`
-    seconds pass first, or at once when `proc` (the process that should make it true) has exited."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc is not None and proc.poll() is not None and not predicate():
-            pytest.fail(f"the process exited with {proc.returncode} before {what}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"still not {what} after {timeout} s")
-        time.sleep(0.01)
 
 
 def lines_in(path: Path) -> int:

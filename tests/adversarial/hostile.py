@@ -30,7 +30,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 K2VV = ROOT / "k2vv.py"
@@ -475,18 +474,6 @@ class ChildResult:
     elapsed: float
     maxrss_kib: int  # peak RSS of k2vv in KiB (with measure_rss; 0 otherwise)
     timed_out: bool
-
-
-def wait_until(predicate, what: str, timeout: float = 30.0, proc=None, tick: float = 0.01) -> None:
-    """Poll `predicate` until it holds; fail naming `what` after `timeout` seconds, or at once when
-    `proc` (what should make it true) has exited."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc is not None and proc.poll() is not None and not predicate():
-            pytest.fail(f"the process exited with {proc.returncode} before {what}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"still not {what} after {timeout} s")
-        time.sleep(tick)
 
 
 def k2vv_command(*args) -> list:

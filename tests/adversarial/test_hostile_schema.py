@@ -11,7 +11,8 @@ import pytest
 import k2vv
 
 from .hostile import (HostileVendor, completion, describe, read_results, read_summary, run_k2vv, start_k2vv,
-                      tool, wait_until, write_jsonl, finish_k2vv)
+                      tool, write_jsonl, finish_k2vv)
+from conftest import wait_until
 
 TOOL = "hostile_tool"
 CATASTROPHIC = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}}

@@ -11,7 +11,8 @@ import k2vv
 from conftest import FAKE_KEY
 
 from .hostile import (HostileVendor, case_line, completion, describe, finish_k2vv, http_response, read_results,
-                      start_k2vv, stream_chunks, wait_until, write_jsonl)
+                      start_k2vv, stream_chunks, write_jsonl)
+from conftest import wait_until
 
 SCHEMA_N = {"type": "object", "properties": {"n": {"type": "integer"}}}
 NO_BASELINE = k2vv.EXIT_INCONCLUSIVE
