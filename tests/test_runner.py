@@ -177,7 +177,8 @@ def test_sigkill_then_rerun_resends_only_what_was_in_flight(tmp_path):
         with k2vv.open_cache(tmp_path / "cache") as cache:
             cached = sum(1 for key in cache._cache.iterkeys())
         assert 12 <= cached < int(LIMIT)
-        assert sent_before - cached <= 4  # at most the requests in flight were lost
+        # lost at most: the requests in flight, and answers fetched but still queued for the recorder
+        assert sent_before - cached <= 4 + k2vv.Recorder.BATCH
         v.script = None
         assert k2vv.main(run_args(v, tmp_path)) == NO_BASELINE
         assert len(v.received) - sent_before == int(LIMIT) - cached
