@@ -3,6 +3,8 @@ the verdict of BFCL v4's own checker. tests/data/arguments-cases.json holds hand
 `matched` and `error` were produced by running bfcl-eval 2026.3.23 itself (see the file's "about")."""
 import copy
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -74,3 +76,79 @@ def test_cases_are_well_formed():
 def test_every_bfcl_error_type_is_covered():
     seen = {c["error"] for c in CASES if c["error"] is not None}
     assert BFCL_ERROR_TYPES - seen == set()
+
+
+# ---- the same verdicts through `k2vv run`: answers on the wire, streamed and not -------------------
+
+def answer_line(case: dict) -> dict:
+    """A test-set line for a case: its tools in order, its expected calls and category; the user
+    message names the case, so the loopback vendor knows which calls to answer with."""
+    line = {"id": case["name"], "messages": [{"role": "user", "content": case["name"]}],
+            "tools": [{"type": "function", "function": {"name": n, "parameters": p}} for n, p in case["tools"].items()],
+            "expected": case["expected"]}
+    if case["category"] is not None:
+        line["k2vv"] = {"category": case["category"]}
+    return line
+
+
+def wire_calls(case: dict) -> list:
+    """The case's calls as a vendor sends them: arguments as JSON text (not JSON at all where the
+    case stands for arguments json.loads rejects)."""
+    return [{"id": f"functions.{c['name']}:{i}", "type": "function",
+             "function": {"name": c["name"], "arguments": json.dumps(c["arguments"]) if "arguments" in c
+                          else '{"broken": '}} for i, c in enumerate(case["calls"])]
+
+
+class CaseVendor(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class CaseHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        case = BY_NAME[body["messages"][-1]["content"]]
+        calls = wire_calls(case)
+        finish = "tool_calls" if calls else "stop"
+        message = {"role": "assistant", "content": "" if calls else "No tool fits.", **({"tool_calls": calls} if calls else {})}
+        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        if body.get("stream"):
+            chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": message["content"]}}]}]
+            chunks += [{"choices": [{"index": 0, "delta": {"tool_calls": [dict(c, index=i)]}}]} for i, c in enumerate(calls)]
+            chunks += [{"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}, {"choices": [], "usage": usage}]
+            data = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+            kind = "text/event-stream"
+        else:
+            data = json.dumps({"id": "x", "object": "chat.completion", "choices": [
+                {"index": 0, "message": message, "finish_reason": finish}], "usage": usage}).encode()
+            kind = "application/json"
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+BY_NAME = {c["name"]: c for c in CASES}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_verdicts_hold_through_run_streamed_and_not(tmp_path, stream):
+    lines = [dict(answer_line(c), stream=stream) for c in CASES]
+    testset = tmp_path / "cases.jsonl"
+    testset.write_text("".join(json.dumps(l) + "\n" for l in lines))
+    server = CaseVendor(("127.0.0.1", 0), CaseHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        k2vv.main(["run", str(testset), "--base-url", f"http://127.0.0.1:{server.server_address[1]}/v1",
+                   "--model", "m", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--quiet"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    got = {r["case_id"]: (r["expected_match"], r["expected_error"])
+           for r in map(json.loads, (tmp_path / "out" / "results.jsonl").read_text().splitlines())}
+    wrong = {c["name"]: (got.get(c["name"]), (c["matched"], c["error"])) for c in CASES
+             if got.get(c["name"]) != (c["matched"], c["error"])}
+    assert wrong == {}
