@@ -5392,7 +5392,7 @@ def cmd_report(args) -> int:
 
 DEMO_MODEL = "kimi-k2-sim"
 # k2vv_sim.PERSONALITIES, named here so `--help` need not import the simulator (a test keeps them equal).
-SIM_PERSONALITIES = ("reference", "sloppy", "flaky", "drifting")
+SIM_PERSONALITIES = ("reference", "sloppy", "flaky", "drifting", "ignores_none", "stream_broken", "id_sensitive")
 
 
 def is_relevance(case: Case) -> bool:
@@ -5406,7 +5406,7 @@ def cmd_demo(args) -> int:
     baseline), then the report. Exit 0 when the demo itself worked, whatever the verdicts."""
     import tempfile
     from k2vv_report import render_report_table
-    from k2vv_sim import PERSONALITIES, SimVendor, answer_key
+    from k2vv_sim import DEMO_PERSONALITIES as PERSONALITIES, SimVendor, answer_key
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = tempfile.mkdtemp(prefix="k2vv-demo-cache-")  # sim ports change per run: nothing to reuse
