@@ -4885,6 +4885,15 @@ def report_examples(results_path: Path) -> dict:
         return {}
 
 
+def read_probe_json(run: Path) -> dict | None:
+    """The run directory's probe.json (written by `k2vv probe`), None when it has none or it does not parse."""
+    try:
+        probe = read_json((run / "probe.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return probe if isinstance(probe, dict) else None
+
+
 def write_report(run_dirs: list[Path], out_dir: Path) -> dict:
     """Read each run's summary.json (+ results.jsonl for examples), write report.{json,md,html}."""
     from k2vv_report import build_report, render_report_html, render_report_md
@@ -4900,6 +4909,9 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> dict:
         if not isinstance(summary, dict) or not isinstance(summary.get("k2vv"), dict):
             raise K2vvError(f"{path}: not a k2vv summary.json (expected the shape of schemas/summary.json)")
         entries.append({"summary": summary, "examples": report_examples(run / "results.jsonl")})
+        probe = read_probe_json(run)
+        if probe is not None:
+            entries[-1]["probes"] = probe
     if not entries:
         raise K2vvError("no runs to report: pass run directories (each with a summary.json) or run some first")
     names = {e["summary"]["baseline"]["name"] for e in entries if e["summary"].get("baseline")}

@@ -219,6 +219,28 @@ def test_reasoning_history_strip_is_part_of_preparation(tmp_path):
     assert "reasoning_history" not in json.loads((tmp_path / "keep" / "summary.json").read_text())["k2vv"]["settings"]
 
 
+def test_the_report_shows_a_vendors_probe_results(tmp_path, capsys):
+    with k2vv_sim.SimVendor("reference") as ref, k2vv_sim.SimVendor("id_sensitive") as ids:
+        for name, vendor in (("ref", ref), ("ids", ids)):
+            k2vv.main(["run", "--base-url", vendor.url, "--model", "m", "--limit", "10", "--cache",
+                       str(tmp_path / "c"), "--out", str(tmp_path / name), "--quiet"])
+        k2vv.main(["probe", "--base-url", ids.url, "--model", "m", "--cache", str(tmp_path / "c"),
+                   "--out", str(tmp_path / "ids"), "--quiet"])
+    capsys.readouterr()
+    assert k2vv.main(["report", str(tmp_path / "ref"), str(tmp_path / "ids"), "--out", str(tmp_path / "rep")]) == 0
+    table = capsys.readouterr().out
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    fastjsonschema.compile(json.loads((ROOT / "schemas" / "report.json").read_text()))(report)
+    rows = {r["provider"]: r for r in report["rows"]}
+    assert len(rows) == 2
+    probed = next(r for r in report["rows"] if "probes" in r)
+    assert sum("probes" in r for r in report["rows"]) == 1
+    assert probed["probes"]["passed"] == 27 and probed["probes"]["total"] == 31
+    assert {f["rule"] for f in probed["probes"]["failed"]} == {"history_ids_ab"}
+    assert "probes 27 of 31 pass" in table and all(len(line) <= 80 for line in table.splitlines())
+    assert "history\\_ids\\_bare\\_1" in (tmp_path / "rep" / "report.md").read_text()  # Markdown-escaped
+    assert "history_ids_bare_1" in (tmp_path / "rep" / "report.html").read_text()
+
 
 def test_stream_mode_both_counts_exactly_the_cases_a_stream_only_fault_spoils(tmp_path, capsys):
     with k2vv_sim.SimVendor("stream_broken") as vendor:
