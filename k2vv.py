@@ -5050,12 +5050,18 @@ def send_probes(groups: list[list[WorkItem]], cache: ResponseCache, runner: Runn
     runner.run(iter(todo), len(flat))
 
 
-def judge_probes(probes: list[dict], groups: list[list[WorkItem]], cache: ResponseCache) -> list[dict]:
-    """probe.json's `probes`: each probe's rule on its cached answers (none cached: no answer)."""
+def judge_probes(probes: list[dict], groups: list[list[WorkItem]], cache: ResponseCache,
+                 journal: JournalReader | None = None) -> list[dict]:
+    """probe.json's `probes`: each probe's rule on its cached answers; a request with none has no
+    answer, with the error class of its latest failure in the `journal` when it has one."""
     out = []
     for probe, group in zip(probes, groups):
-        answers = [probe_answer(score_exchange(item.body, exchange))
-                   for item, exchange in zip(group, cache.get_each([item.key for item in group]))]
+        answers = []
+        for item, exchange in zip(group, cache.get_each([item.key for item in group])):
+            failure = journal.failure(item.key) if exchange is None and journal is not None else None
+            outcome = Outcome("failed", error_class=failure.get("error_class")) if isinstance(failure, dict) \
+                else score_exchange(item.body, exchange)
+            answers.append(probe_answer(outcome))
         passed, why = judge_probe(probe["rule"], [item.body for item in group], answers)
         answer = "; ".join(f"{label}: {describe_answer(a)}" for label, a in zip("AB", answers)) \
             if len(answers) > 1 else describe_answer(answers[0])
@@ -5544,8 +5550,13 @@ def cmd_probe(args) -> int:
             print(f"k2vv: {setup_fault_message(*runner.fatal, job, args.api_key)}; stopped after "
                   f"{plural(runner.state.sent, 'request')}, nothing was judged", file=sys.stderr)
             return EXIT_USAGE
+        journal = JournalReader(job.out_dir / "probe-results.jsonl")
+        try:
+            judged = judge_probes(probes, groups, cache, journal)
+        finally:
+            journal.close()
         report = {"provider": job.provider.name, "base_url": _public_url(job.provider.url),
-                  "model": job.provider.model, "probes": judge_probes(probes, groups, cache)}
+                  "model": job.provider.model, "probes": judged}
     write_json_atomic(job.out_dir / "probe.json", report)
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else render_probes(report, terminal_width()))
     return EXIT_PASS if all(p["passed"] for p in report["probes"]) else EXIT_FAIL

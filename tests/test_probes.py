@@ -264,3 +264,31 @@ def test_stream_mode_both_counts_exactly_the_cases_a_stream_only_fault_spoils(tm
                       "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "both"),
                       "--summary", str(tmp_path / "scored.json"), "--stream-mode", "both"]) == code
     assert (tmp_path / "scored.json").read_bytes() == run_summary
+
+
+def test_a_probe_without_an_answer_fails_naming_the_error(tmp_path, capsys):
+    def script(body, attempt):
+        return "500" if body.get("tool_choice") == "none" else None
+    with k2vv_sim.SimVendor("reference", script=script) as vendor:
+        code = probe(vendor, tmp_path, "--retries", "0")
+    report = json.loads((tmp_path / "out" / "probe.json").read_text())
+    failed = [p for p in report["probes"] if not p["passed"]]
+    assert code == k2vv.EXIT_FAIL and {p["rule"] for p in failed} == {"tool_choice_none"}
+    assert all(p["answer"] == "no answer (http_500)" for p in failed)
+
+
+def test_diff_of_two_runs_shows_an_id_sensitive_deployment_case_by_case(tmp_path, capsys):
+    pack = {p["name"]: p for p in k2vv.load_probe_pack()}
+    lines = [dict(pack[name]["requests"][1], id=name) for name in ("history_ids_call_1", "history_ids_bare_2")]
+    lines.append(dict(pack["tool_result_continues_3"]["requests"][0], id="plain"))  # ids already functions.NAME:IDX
+    data = tmp_path / "set.jsonl"
+    data.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with k2vv_sim.SimVendor("id_sensitive") as vendor:
+        for out, extra in (("asis", []), ("normalized", ["--normalize-tool-ids"])):
+            k2vv.main(["run", str(data), "--base-url", vendor.url, "--model", "m", "--cache", str(tmp_path / "c"),
+                       "--out", str(tmp_path / out), "--quiet", *extra])
+    capsys.readouterr()
+    assert k2vv.main(["diff", str(tmp_path / "asis"), str(tmp_path / "normalized")]) == k2vv.EXIT_FAIL
+    out = capsys.readouterr().out
+    assert "history_ids_call_1: trigger: yes → no" in out and "history_ids_bare_2: trigger: yes → no" in out
+    assert "plain" not in out
