@@ -9,6 +9,7 @@ conformance findings, latency, usage, and a verdict a CI job can act on.
     k2vv run --provider moonshot                # the bundled open test set against a provider
     k2vv run FILE --base-url URL --model M      # K2VV's flags work: rename the command and go
     k2vv score --provider moonshot              # re-score the cache offline (never touches the network)
+    k2vv probe --provider moonshot              # tool_choice, history ids, stream vs non-stream (probe.json)
 
 Exit codes: 0 pass (or success) · 1 fail · 2 usage, input or setup error · 3 inconclusive or
 incomplete · 130 interrupted (after flushing).
@@ -5891,10 +5892,15 @@ def _add_job_args(p: argparse.ArgumentParser, network: bool) -> None:
 
 def _add_probe_args(p: argparse.ArgumentParser) -> None:
     """`probe` takes run's endpoint, cache and retry flags; the request flags of a test set do not apply."""
-    for flag, kw in (("--provider", {}), ("--providers", {"metavar": "FILE"}), ("--base-url", {}), ("--model", {}),
-                     ("--extra-body", {"metavar": "JSON"}), ("--cache", {"metavar": "DIR"}),
+    for flag, kw in (("--provider", {"help": "a provider from providers.toml or a preset (see `k2vv providers`)"}),
+                     ("--providers", {"metavar": "FILE", "help": "providers file"}),
+                     ("--base-url", {"help": "OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"}),
+                     ("--model", {"help": "model name sent in every request"}),
+                     ("--extra-body", {"metavar": "JSON", "help": "JSON object deep-merged into every request"}),
+                     ("--cache", {"metavar": "DIR", "help": "response cache (default: $K2VV_CACHE or ./.k2vv-cache)"}),
                      ("--out", {"metavar": "DIR", "help": "run directory for probe.json (default: runs/PROVIDER-MODEL/)"}),
-                     ("--api-key", {}), ("--pack", {"metavar": "FILE", "help": "a probe pack (default: the bundled one)"})):
+                     ("--api-key", {"help": "API key (discouraged: visible in `ps`; use the provider's env variable)"}),
+                     ("--pack", {"metavar": "FILE", "help": "a probe pack (default: the bundled one)"})):
         p.add_argument(flag, **kw)
     p.add_argument("--concurrency", type=int, help="parallel requests (default: provider's or 32)")
     p.add_argument("--timeout", type=float, help="seconds one attempt's whole answer may take (default 600)")
@@ -5939,8 +5945,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(no key, no internet)")
     demo.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     demo.add_argument("--limit", type=int, metavar="N", help="only the first N cases")
-    probe = add("probe", cmd_probe, "the bundled probe pack against a provider: tool_choice, parallel_tool_calls, "
-                                    "history ids, reasoning history, usage, stream vs non-stream")
+    probe = add("probe", cmd_probe, "probes a replay cannot see: tool_choice, history ids, "
+                                    "stream vs non-stream")
     _add_probe_args(probe)
     diff = add("diff", cmd_diff, "compare two runs case by case: trigger, tool names, class, arguments, findings")
     diff.add_argument("a", metavar="A", help="a run directory, a results.jsonl, or a provider name")
