@@ -5758,7 +5758,8 @@ def cmd_report(args) -> int:
 
 DEMO_MODEL = "kimi-k2-sim"
 # k2vv_sim.PERSONALITIES, named here so `--help` need not import the simulator (a test keeps them equal).
-SIM_PERSONALITIES = ("reference", "sloppy", "flaky", "drifting", "ignores_none", "stream_broken", "id_sensitive")
+SIM_PERSONALITIES = ("reference", "sloppy", "flaky", "drifting", "ignores_none", "stream_broken", "id_sensitive",
+                     "reasoning_sensitive")
 
 
 def is_relevance(case: Case) -> bool:

@@ -34,12 +34,14 @@ def canonical_json(obj) -> bytes:
 
 # ---- 1. constants: rates are rough shapes of what real vendors do, not measurements ------------
 
-PERSONALITIES = ("reference", "sloppy", "flaky", "drifting", "ignores_none", "stream_broken", "id_sensitive")
+PERSONALITIES = ("reference", "sloppy", "flaky", "drifting", "ignores_none", "stream_broken", "id_sensitive",
+                 "reasoning_sensitive")
 DEMO_PERSONALITIES = PERSONALITIES[:4]  # `k2vv demo`'s vendors, in its order
 # The first four are the demo's vendors; the last three each fail one probe (DESIGN §11): ignores_none
 # calls a tool despite tool_choice "none", stream_broken spoils a share of the arguments it streams
 # (never a non-stream answer), id_sensitive calls the last historical tool again when history ids are
-# not in functions.NAME:IDX form.
+# not in functions.NAME:IDX form; reasoning_sensitive does the same when the history carries the
+# model's reasoning_content.
 BREAKAGES = ("missing_required", "wrong_type", "extra_property", "out_of_range", "bad_enum",
              "wrong_tuple_length")
 # Fault names a test script may return; `slow:SECONDS` takes a number, e.g. "slow:0.5".
@@ -945,6 +947,9 @@ def _sim_answer(personality: str, body: dict, seed=0, expected: list | str | Non
     if personality == "drifting" and tools and _sim_share(digest, "drift") < _SIM_DRIFT_SHARE:
         call = not call
     repeated = _sim_foreign_ids_repeat(messages) if personality == "id_sensitive" and tools else None
+    if personality == "reasoning_sensitive" and tools and any(
+            isinstance(m, dict) and m.get("role") == "assistant" and m.get("reasoning_content") for m in messages):
+        repeated = _sim_foreign_ids_repeat(messages, any_id=True)
     if repeated is not None:
         call = True
     calls, breakage, content = [], None, ""
@@ -992,9 +997,10 @@ def stream_spoiled(body: dict, seed=0) -> bool:
     return body.get("stream") is True and _sim_share(_sim_digest(body, seed), "stream-broken") < _SIM_STREAM_BROKEN_SHARE
 
 
-def _sim_foreign_ids_repeat(messages: list) -> dict | None:
-    """id_sensitive's trigger: when some historical tool-call id is not functions.NAME:IDX, the last
-    historical call ({name, arguments}) it repeats; None when every id has that form."""
+def _sim_foreign_ids_repeat(messages: list, any_id: bool = False) -> dict | None:
+    """id_sensitive's trigger: when some historical tool-call id is not functions.NAME:IDX (or
+    whatever the ids, with `any_id`), the last historical call ({name, arguments}) it repeats; None
+    when every id has that form."""
     last, foreign = None, False
     for msg in messages:
         if isinstance(msg, dict) and msg.get("role") == "assistant" and isinstance(msg.get("tool_calls"), list):
@@ -1004,7 +1010,7 @@ def _sim_foreign_ids_repeat(messages: list) -> dict | None:
                 foreign = foreign or not _SIM_ID_FORM.match(str(call.get("id", "")))
                 last = {"name": str(call["function"].get("name", "")),
                         "arguments": str(call["function"].get("arguments", "{}"))}
-    return last if foreign and last else None
+    return last if (foreign or any_id) and last else None
 
 
 def _sim_completion(answer: dict) -> dict:

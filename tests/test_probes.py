@@ -142,7 +142,7 @@ def probe(vendor, tmp_path, *extra):
 
 
 FAULTS = {"reference": set(), "ignores_none": {"tool_choice_none"}, "stream_broken": {"stream_vs_non_stream"},
-          "id_sensitive": {"history_ids_ab"}}
+          "id_sensitive": {"history_ids_ab"}, "reasoning_sensitive": {"reasoning_history_ab"}}
 
 
 @pytest.mark.parametrize("personality", sorted(FAULTS))
