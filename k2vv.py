@@ -9,6 +9,7 @@ conformance findings, latency, usage, and a verdict a CI job can act on.
     k2vv run --provider moonshot                # the bundled open test set against a provider
     k2vv run FILE --base-url URL --model M      # K2VV's flags work: rename the command and go
     k2vv score --provider moonshot              # re-score the cache offline (never touches the network)
+    k2vv probe --provider moonshot              # tool_choice, history ids, stream vs non-stream (probe.json)
 
 Exit codes: 0 pass (or success) · 1 fail · 2 usage, input or setup error · 3 inconclusive or
 incomplete · 130 interrupted (after flushing).
@@ -2814,6 +2815,149 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+# ---- 2j. run options and probes: preparation variants, the probe pack's pass rules (DESIGN §11) ----
+
+STREAM_MODES = ("as-is", "stream", "non-stream", "both")  # --stream-mode
+REASONING_HISTORY = ("keep", "strip")  # --reasoning-history
+PROBE_RULES = ("tool_choice_none", "tool_choice_required", "tool_choice_named", "parallel_tool_calls_false",
+               "tool_result_continues", "history_ids_ab", "reasoning_history_ab", "usage_arithmetic",
+               "stream_vs_non_stream")
+PROBE_PAIRS = frozenset(("history_ids_ab", "reasoning_history_ab", "stream_vs_non_stream"))  # two requests each
+
+
+def strip_reasoning(messages: list) -> list:
+    """Historical assistant messages without `reasoning_content` (copies): what a client that
+    drops the model's reasoning from the history sends."""
+    return [{k: v for k, v in m.items() if k != "reasoning_content"}
+            if isinstance(m, dict) and m.get("role") == "assistant" and "reasoning_content" in m else m
+            for m in messages]
+
+
+def prepare_variant(body: dict, stream_mode: str = "as-is", reasoning_history: str = "keep") -> dict:
+    """A prepared body under `--stream-mode` and `--reasoning-history` (part of preparation, DESIGN §5,
+    so the cache key changes with them). A forced stream asks for usage, as every stream does; a forced
+    non-stream drops stream_options, which vendors reject without `stream`."""
+    if stream_mode == "as-is" and reasoning_history == "keep":
+        return body
+    out = dict(body)
+    if reasoning_history == "strip" and isinstance(out.get("messages"), list):
+        out["messages"] = strip_reasoning(out["messages"])
+    if stream_mode == "stream":
+        out["stream"] = True
+        out["stream_options"] = dict(out.get("stream_options") or {}, include_usage=True)
+    elif stream_mode == "non-stream":
+        out["stream"] = False
+        out.pop("stream_options", None)
+    return out
+
+
+def probe_problems(probe, number: int, path: str) -> list[str]:
+    """What is wrong with one line of a probe pack (every problem, one string each)."""
+    where = f"{path}:{number}"
+    if not isinstance(probe, dict):
+        return [f"{where}: a {_json_type(probe)} (expected an object with name, rule and requests)"]
+    out = []
+    if not isinstance(probe.get("name"), str) or not probe["name"]:
+        out.append(f"{where}: name missing (expected a string)")
+    if probe.get("rule") not in PROBE_RULES:
+        out.append(f"{where}: rule {probe.get('rule')!r} unknown (expected one of {', '.join(PROBE_RULES)})")
+    requests = probe.get("requests")
+    wanted = 2 if probe.get("rule") in PROBE_PAIRS else 1
+    if not isinstance(requests, list) or len(requests) != wanted or not all(
+            isinstance(r, dict) and isinstance(r.get("messages"), list) for r in requests):
+        out.append(f"{where}: requests must be a list of {wanted} request bodies with messages")
+    return out
+
+
+def probe_answer(outcome: Outcome) -> dict:
+    """What the pass rules read of one scored answer: class, calls (name, parsed arguments or None),
+    validity, usage, the text (its start) and the error of a request that got no answer."""
+    message = ((outcome.completion or {}).get("choices") or [{}])[0].get("message") or {}
+    content = message.get("content") if isinstance(message.get("content"), str) else ""
+    return {"class": outcome.response_class,
+            "calls": [{"name": c.name, "arguments": c.value if c.parsed else None} for c in outcome.calls],
+            "valid": outcome.tool_calls_valid, "usage": outcome.usage, "content": content[:120],
+            "error": outcome.error_class}
+
+
+def _answered(answer: dict) -> bool:
+    return answer["class"] in ANSWERED
+
+
+def _names(answer: dict) -> list:
+    return sorted(str(c["name"]) for c in answer["calls"])
+
+
+def describe_answer(answer: dict) -> str:
+    """One answer in a few words: `no answer (http_500)`, `text "…"`, `get_weather({"city":"Paris"})`."""
+    if not _answered(answer):
+        return f"no answer ({answer.get('error') or answer['class']})"
+    if not answer["calls"]:
+        return f"text {json.dumps(answer['content'][:40], ensure_ascii=False)}" if answer["content"] else "empty text"
+    return ", ".join(f"{c['name']}({'?' if c['arguments'] is None else canonical_json(c['arguments']).decode()[:40]})"
+                     for c in answer["calls"]) + ("" if answer["class"] == "valid" else f" [{answer['class']}]")
+
+
+def _last_history_call(body: dict) -> dict | None:
+    """The last call in the history's assistant messages: {name, arguments (parsed, or None)}."""
+    last = None
+    for msg in body.get("messages") or ():
+        if isinstance(msg, dict) and msg.get("role") == "assistant" and isinstance(msg.get("tool_calls"), list):
+            for call in msg["tool_calls"]:
+                fn = call.get("function") if isinstance(call, dict) and isinstance(call.get("function"), dict) else {}
+                text = fn.get("arguments")
+                value, problem = parse_arguments(text) if isinstance(text, str) else (None, True)
+                last = {"name": fn.get("name"), "arguments": None if problem else value}
+    return last
+
+
+def judge_probe(rule: str, requests: list, answers: list) -> tuple[bool, str]:
+    """(passed, why) of one probe: its rule (DESIGN §11) on the answers to its requests (two for an
+    A/B pair: A first). A request with no answer fails the probe: the rule could not be seen to hold."""
+    for label, answer in zip("AB", answers):
+        if not _answered(answer):
+            return False, ("" if len(answers) == 1 else f"{label}: ") + describe_answer(answer)
+    first = answers[0]
+    calls = len(first["calls"])
+    if rule == "tool_choice_none":
+        return (calls == 0, "no call" if calls == 0 else f"{plural(calls, 'call')} despite tool_choice none")
+    if rule == "tool_choice_required":
+        return (calls >= 1, f"{plural(calls, 'call')}" if calls else "no call despite tool_choice required")
+    if rule == "tool_choice_named":
+        choice = requests[0].get("tool_choice")
+        named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+        if calls == 1 and first["calls"][0]["name"] == named:
+            return True, f"one call of {named}"
+        return False, f"{plural(calls, 'call')} ({', '.join(_names(first)) or '-'}), not one of {named}"
+    if rule == "parallel_tool_calls_false":
+        return (calls <= 1, f"{plural(calls, 'call')}" + ("" if calls <= 1 else " despite parallel_tool_calls false"))
+    if rule == "tool_result_continues":
+        last = _last_history_call(requests[0])
+        repeats = [c for c in first["calls"] if last is not None and c["name"] == last["name"]
+                   and c["arguments"] is not None and json_equal(c["arguments"], last["arguments"])]
+        return (not repeats, "continues" if not repeats else f"repeats the call {last['name']} verbatim")
+    if rule == "usage_arithmetic":
+        usage = first.get("usage")
+        if not isinstance(usage, dict):
+            return False, "no usage"
+        parts = [usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")]
+        if not all(type(p) is int for p in parts):
+            return False, f"usage without integer prompt/completion/total tokens: {canonical_json(usage).decode()[:60]}"
+        ok = parts[0] + parts[1] == parts[2]
+        return ok, f"{parts[0]} + {parts[1]} {'=' if ok else '!='} {parts[2]}"
+    if rule in PROBE_PAIRS:
+        a, b = answers
+        differs = []
+        if bool(a["calls"]) != bool(b["calls"]):
+            differs.append(f"trigger {_yes(bool(a['calls']))} → {_yes(bool(b['calls']))}")
+        elif _names(a) != _names(b):
+            differs.append(f"names {', '.join(_names(a))} → {', '.join(_names(b))}")
+        if rule == "stream_vs_non_stream" and a["valid"] != b["valid"]:
+            differs.append(f"validity {a['class']} → {b['class']}")
+        return (not differs, "A and B agree" if not differs else "; ".join(differs))
+    raise ValueError(f"unknown probe rule {rule!r}")
+
+
 # ==== 3. effects =================================================================================
 
 # ---- 3a. files: test sets, bundled data, JSON output ---------------------------------------------
@@ -4368,6 +4512,8 @@ class Job:
     results_path: Path
     summary_path: Path
     frame: tuple = ()
+    stream_mode: str = "as-is"  # --stream-mode (DESIGN §11)
+    reasoning_history: str = "keep"  # --reasoning-history
 
     def __post_init__(self):
         self.frame = key_frame(self.provider.url, self.provider.public_headers())
@@ -4376,8 +4522,9 @@ class Job:
         return self.test_set.cases(errors, self.limit, share, ids)
 
     def prepare(self, case: Case) -> dict:
-        return prepare_request(case.body, self.provider.model, self.temperature, self.max_tokens,
-                               self.extra_body, self.normalize_tool_ids)
+        return prepare_variant(prepare_request(case.body, self.provider.model, self.temperature, self.max_tokens,
+                                               self.extra_body, self.normalize_tool_ids),
+                               self.stream_mode, self.reasoning_history)
 
     def items(self, case: Case, number: int = 0, samples: int | None = None,
               body: dict | None = None) -> list[WorkItem]:
@@ -4739,6 +4886,15 @@ def report_examples(results_path: Path) -> dict:
         return {}
 
 
+def read_probe_json(run: Path) -> dict | None:
+    """The run directory's probe.json (written by `k2vv probe`), None when it has none or it does not parse."""
+    try:
+        probe = read_json((run / "probe.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return probe if isinstance(probe, dict) else None
+
+
 def write_report(run_dirs: list[Path], out_dir: Path) -> dict:
     """Read each run's summary.json (+ results.jsonl for examples), write report.{json,md,html}."""
     from k2vv_report import build_report, render_report_html, render_report_md
@@ -4754,6 +4910,9 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> dict:
         if not isinstance(summary, dict) or not isinstance(summary.get("k2vv"), dict):
             raise K2vvError(f"{path}: not a k2vv summary.json (expected the shape of schemas/summary.json)")
         entries.append({"summary": summary, "examples": report_examples(run / "results.jsonl")})
+        probe = read_probe_json(run)
+        if probe is not None:
+            entries[-1]["probes"] = probe
     if not entries:
         raise K2vvError("no runs to report: pass run directories (each with a summary.json) or run some first")
     names = {e["summary"]["baseline"]["name"] for e in entries if e["summary"].get("baseline")}
@@ -4771,6 +4930,144 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> dict:
         tmp.write_text(render(report), encoding="utf-8")
         os.replace(tmp, out_dir / name)
     return report
+
+
+# ---- 4c. --stream-mode both: each case sent both ways, scored each way, the cases that diverge -------
+
+MODE_METRICS = ("success_count", "failure_count", "finish_tool_calls", "successful_tool_call_count",
+                "schema_accuracy", "schema_accuracy_ci")
+
+
+def mode_jobs(job: Job) -> tuple[Job, ...]:
+    """The jobs a run sends: the job itself, or with --stream-mode both its non-stream twin (whose
+    answers make results.jsonl and the summary's top level) and its stream twin."""
+    if job.stream_mode != "both":
+        return (job,)
+    return dataclasses.replace(job, stream_mode="non-stream"), dataclasses.replace(job, stream_mode="stream")
+
+
+def count_mode_items(job: Job, cache: ResponseCache | None = None) -> tuple[list, int]:
+    """count_items of each job mode_jobs gives: ([items per job], cached over all)."""
+    counts = [count_items(j, cache) for j in mode_jobs(job)]
+    return [total for total, _ in counts], sum(cached for _, cached in counts)
+
+
+def mode_misses(job: Job, cache: ResponseCache, runner: Runner, refresh: bool, totals: list):
+    for one, checked in zip(mode_jobs(job), totals):
+        yield from cache_misses(one, cache, runner, refresh, checked)
+
+
+def divergent_cases(stream_job: Job, plain_job: Job, cache: ResponseCache) -> list[str]:
+    """Case ids (test-set order) answered both ways whose trigger, tool names or validity differ
+    between the stream and the non-stream answer (any trial); a case not answered both ways cannot
+    diverge. From the cache alone, so `run` and `score` agree."""
+    out, errors = [], []
+    for batch in _batched(enumerate(plain_job.cases(errors)), FOLD_BATCH):
+        pairs = [(case, a, b) for n, case in batch
+                 for a, b in zip(stream_job.items(case, n), plain_job.items(case, n))]
+        streamed = cache.get_each([a.key for _, a, _ in pairs])
+        plain = cache.get_each([b.key for _, _, b in pairs])
+        for (case, a, b), ea, eb in zip(pairs, streamed, plain):
+            if ea is None or eb is None:
+                continue
+            oa, ob = score_exchange(a.body, ea, keep_completion=False), score_exchange(b.body, eb, keep_completion=False)
+            if oa.answered and ob.answered and (oa.triggered, sorted(map(str, oa.names)), oa.tool_calls_valid) \
+                    != (ob.triggered, sorted(map(str, ob.names)), ob.tool_calls_valid) \
+                    and (not out or out[-1] != case.case_id):
+                out.append(case.case_id)
+    if errors:
+        raise InputErrors(errors)
+    return out
+
+
+def with_modes(summary: dict, job: Job, cache: ResponseCache, stream_baseline: Baseline | None) -> dict:
+    """The summary of a --stream-mode both job (the non-stream answers' summary) with its `modes`
+    block: each mode's metrics and the cases that diverge. Other jobs' summaries are returned as they are."""
+    if job.stream_mode != "both":
+        return summary
+    plain_job, stream_job = mode_jobs(job)
+    streamed = fold_answers(stream_job, cache, stream_baseline)
+
+    def metrics(one: dict) -> dict:
+        return dict({k: one[k] for k in MODE_METRICS}, tool_call_f1=(one.get("baseline") or {}).get("f1"))
+    divergent = divergent_cases(stream_job, plain_job, cache)
+    return dict(summary, modes={"stream": metrics(streamed), "non_stream": metrics(summary),
+                                "divergent": divergent[:LISTED], "divergent_count": len(divergent)})
+
+
+# ---- 4b. probes: the bundled pack through the runner, each probe judged by its rule (DESIGN §11) ----
+
+PROBE_PACK = "fixtures/probes.jsonl"
+
+
+def load_probe_pack(path: str | None = None) -> list[dict]:
+    """The probe pack (the bundled one unless `path`), every line checked before anything is sent."""
+    name = path or PROBE_PACK
+    try:
+        raw = resource(PROBE_PACK) if path is None else _read_bytes(path)
+    except OSError as err:
+        raise K2vvError(f"{name}: cannot read ({err.strerror or err})") from None
+    probes, problems = [], []
+    for number, line in enumerate(raw.decode("utf-8", UNPAIRED).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            probe = read_json(line)
+        except ValueError as err:
+            problems.append(f"{name}:{number}: not JSON ({err})")
+            continue
+        problems += probe_problems(probe, number, name)
+        probes.append(probe)
+    if problems or not probes:
+        raise K2vvError("; ".join(problems) or f"{name}: no probes")
+    return probes
+
+
+def probe_items(job: Job, probes: list[dict]) -> list[list[WorkItem]]:
+    """Each probe's requests as WorkItems, prepared and keyed like any case (A first, then B)."""
+    groups, number = [], 0
+    for probe in probes:
+        group = []
+        for label, body in zip("ab", probe["requests"]):
+            group.append(job.items(Case(number + 1, f"{probe['name']}/{label}", body), number, samples=1)[0])
+            number += 1
+        groups.append(group)
+    return groups
+
+
+def send_probes(groups: list[list[WorkItem]], cache: ResponseCache, runner: Runner, refresh: bool) -> None:
+    """Send the probe requests the cache does not answer (identical bodies once)."""
+    flat = [item for group in groups for item in group]
+    found = [None] * len(flat) if refresh else cache.get_each([item.key for item in flat])
+    todo, seen = [], set()
+    for item, exchange in zip(flat, found):
+        if exchange is not None:
+            runner.skipped(cached=True)
+        elif item.key in seen:
+            runner.skipped(cached=False)
+        else:
+            seen.add(item.key)
+            todo.append(item)
+    runner.run(iter(todo), len(flat))
+
+
+def judge_probes(probes: list[dict], groups: list[list[WorkItem]], cache: ResponseCache,
+                 journal: JournalReader | None = None) -> list[dict]:
+    """probe.json's `probes`: each probe's rule on its cached answers; a request with none has no
+    answer, with the error class of its latest failure in the `journal` when it has one."""
+    out = []
+    for probe, group in zip(probes, groups):
+        answers = []
+        for item, exchange in zip(group, cache.get_each([item.key for item in group])):
+            failure = journal.failure(item.key) if exchange is None and journal is not None else None
+            outcome = Outcome("failed", error_class=failure.get("error_class")) if isinstance(failure, dict) \
+                else score_exchange(item.body, exchange)
+            answers.append(probe_answer(outcome))
+        passed, why = judge_probe(probe["rule"], [item.body for item in group], answers)
+        answer = "; ".join(f"{label}: {describe_answer(a)}" for label, a in zip("AB", answers)) \
+            if len(answers) > 1 else describe_answer(answers[0])
+        out.append({"name": probe["name"], "passed": passed, "rule": probe["rule"], "answer": answer, "why": why})
+    return out
 
 
 # ==== 5. CLI ==========================================================================================
@@ -4851,6 +5148,20 @@ def render_summary(summary: dict, width: int = 80) -> str:
     verdict = summary["verdict"]
     lines.append(f"verdict         {verdict['status'].upper()} — " + "; ".join(verdict["reasons"]))
     return "\n".join(wrapped(line, width) for line in lines)
+
+
+def render_probes(report: dict, width: int = 80) -> str:
+    """The probe table: probe, pass/fail, and the vendor's answer when it fails; then a count."""
+    width = max(60, min(width, 80))
+    rows = [f"probes · {report['provider']} · {report['model']}", f"{'probe':<30} {'':<4}  the answer when it fails"]
+    for probe in report["probes"]:
+        said = "" if probe["passed"] else f"{probe['why']} · {probe['answer']}"
+        rows.append(wrapped(f"{probe['name'][:30]:<30} {'pass' if probe['passed'] else 'FAIL'}  {said}".rstrip(),
+                            width, indent=37))
+    failed = sum(not p["passed"] for p in report["probes"])
+    rows.append(f"{len(report['probes']) - failed} of {plural(len(report['probes']), 'probe')} pass"
+                + (f"; {failed} fail" if failed else ""))
+    return "\n".join(rows)
 
 
 def wrapped(line: str, width: int, indent: int = 16) -> str:
@@ -4944,11 +5255,18 @@ def build_job(args, provider: Provider | None = None, test_set: TestSet | None =
     settings = {"temperature": temperature, "max_tokens": max_tokens, "extra_body": extra_body,
                 "trials": args.trials, "limit": args.limit, "normalize_tool_ids": bool(args.normalize_tool_ids),
                 "headers": sorted(provider.public_headers())}
+    stream_mode = getattr(args, "stream_mode", None) or "as-is"
+    reasoning_history = getattr(args, "reasoning_history", None) or "keep"
+    if stream_mode != "as-is":  # named only when set, so the summaries of earlier runs keep their bytes
+        settings["stream_mode"] = stream_mode
+    if reasoning_history != "keep":
+        settings["reasoning_history"] = reasoning_history
     return Job(provider, test_set, args.limit or None, args.trials, temperature, max_tokens, extra_body,
                bool(args.normalize_tool_ids), settings, args.min_f1, args.min_schema_accuracy,
                default_cache_dir(args.cache), out_dir,
                Path(args.output) if args.output else out_dir / "results.jsonl",
-               Path(args.summary) if args.summary else out_dir / "summary.json")
+               Path(args.summary) if args.summary else out_dir / "summary.json",
+               stream_mode=stream_mode, reasoning_history=reasoning_history)
 
 
 def resolve_baseline(args, job: Job) -> Baseline | None:
@@ -5146,7 +5464,8 @@ def cmd_run(args) -> int:
     timeout = next(t for t in (args.timeout, job.provider.timeout, 600.0) if t is not None)
     baseline = resolve_baseline(args, job)
     with open_cache(job.cache_dir) as cache:
-        total, cached = count_items(job, None if args.refresh else cache)  # a bad line stops here: nothing sent
+        totals, cached = count_mode_items(job, None if args.refresh else cache)  # a bad line stops here: nothing sent
+        total = sum(totals)
         check_writable(job)
         print(f"k2vv: {job.provider.name} · {_public_url(job.provider.url)} · model {job.provider.model}\n"
               f"      {plural(total, 'request')} ({cached} cached, {total - cached} to send) · concurrency "
@@ -5160,7 +5479,7 @@ def cmd_run(args) -> int:
         interrupted = False
         try:
             with sigterm_as_interrupt():
-                runner.run(cache_misses(job, cache, runner, args.refresh, total), total)
+                runner.run(mode_misses(job, cache, runner, args.refresh, totals), total)
         except KeyboardInterrupt:
             interrupted = True
         _report_damage(cache)
@@ -5178,7 +5497,10 @@ def cmd_run(args) -> int:
                   f"{plural(runner.state.sent, 'request')}, nothing was scored", file=sys.stderr)
             return EXIT_USAGE
         with sigterm_as_interrupt(ignore=True):  # a second signal must not cut the summary short
-            summary = write_results(job, cache, baseline, runner.recorder if runner.recorder.finished else None)
+            first = mode_jobs(job)[0]  # the job itself, or the non-stream twin of a --stream-mode both job
+            summary = write_results(first, cache, baseline, runner.recorder if runner.recorder.finished
+                                    and first is job else None)
+            summary = with_modes(summary, job, cache, resolve_baseline(args, job))
             stopped = interrupted or runner.stop.is_set()
             if stopped:
                 summary["verdict"] = dict(summary["verdict"], status="incomplete", reasons=[
@@ -5199,6 +5521,48 @@ def cmd_run(args) -> int:
     return exit_code_of(summary["verdict"])
 
 
+def cmd_probe(args) -> int:
+    """The probe pack against one provider (DESIGN §11): probe.json in the run directory, a table,
+    exit 0 when every probe passes, 1 otherwise, 2 on a setup fault."""
+    probes = load_probe_pack(args.pack)
+    job = build_job(args, test_set=load_test_set(None))
+    api_key = api_key_for(job.provider, args.api_key)
+    concurrency = args.concurrency or job.provider.concurrency or DEFAULT_CONCURRENCY
+    timeout = next(t for t in (args.timeout, job.provider.timeout, 600.0) if t is not None)
+    with open_cache(job.cache_dir) as cache:
+        check_writable(job)
+        groups = probe_items(job, probes)
+        print(f"k2vv probe: {job.provider.name} · {_public_url(job.provider.url)} · model {job.provider.model} · "
+              f"{plural(len(probes), 'probe')}, {plural(sum(map(len, groups)), 'request')}", file=sys.stderr)
+        runner = Runner(job.provider, api_key, cache, job.out_dir / "probe-results.jsonl", concurrency=concurrency,
+                        timeout=timeout, retries=args.retries, extra_body=job.extra_body,
+                        max_answer_bytes=args.max_answer_bytes, progress=None if args.quiet else _progress_printer(),
+                        notify=lambda text: print(f"\nk2vv: {text}", file=sys.stderr, flush=True))
+        try:
+            with sigterm_as_interrupt():
+                send_probes(groups, cache, runner, args.refresh)
+        except KeyboardInterrupt:
+            print("k2vv: interrupted; answers so far are cached, run the same command again", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        _report_damage(cache)
+        if runner.crash is not None:
+            raise runner.crash
+        if runner.fatal is not None:
+            print(f"k2vv: {setup_fault_message(*runner.fatal, job, args.api_key)}; stopped after "
+                  f"{plural(runner.state.sent, 'request')}, nothing was judged", file=sys.stderr)
+            return EXIT_USAGE
+        journal = JournalReader(job.out_dir / "probe-results.jsonl")
+        try:
+            judged = judge_probes(probes, groups, cache, journal)
+        finally:
+            journal.close()
+        report = {"provider": job.provider.name, "base_url": _public_url(job.provider.url),
+                  "model": job.provider.model, "probes": judged}
+    write_json_atomic(job.out_dir / "probe.json", report)
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else render_probes(report, terminal_width()))
+    return EXIT_PASS if all(p["passed"] for p in report["probes"]) else EXIT_FAIL
+
+
 def cmd_score(args) -> int:
     if args.program:  # a caller's process keeps its own GC settings
         # Scoring allocates millions of short-lived objects (parsed lines, answers, chunks): with the
@@ -5211,12 +5575,14 @@ def cmd_score(args) -> int:
     job = build_job(args)
     baseline = resolve_baseline(args, job)
     with open_cache(job.cache_dir, readonly=True) as cache:
+        first = mode_jobs(job)[0]  # the job itself, or the non-stream twin of a --stream-mode both job
         if args.junit:  # the results lines are needed: one pass in this process, written to memory
             lines = io.StringIO()
-            summary = fold_answers(job, cache, baseline, lines)
+            summary = fold_answers(first, cache, baseline, lines)
             write_text_atomic(Path(args.junit), junit_xml(lines.getvalue().splitlines(), f"k2vv.{job.provider.name}"))
         else:
-            summary = fold_answers(job, cache, baseline, processes=score_processes(args.jobs, job.test_set))
+            summary = fold_answers(first, cache, baseline, processes=score_processes(args.jobs, job.test_set))
+        summary = with_modes(summary, job, cache, resolve_baseline(args, job))
         _report_damage(cache)
         if not summary["k2vv"]["cases"]:
             raise K2vvError(f"{job.test_set.name}: no cases (no line that is not blank); nothing to score")
@@ -5392,7 +5758,8 @@ def cmd_report(args) -> int:
 
 DEMO_MODEL = "kimi-k2-sim"
 # k2vv_sim.PERSONALITIES, named here so `--help` need not import the simulator (a test keeps them equal).
-SIM_PERSONALITIES = ("reference", "sloppy", "flaky", "drifting")
+SIM_PERSONALITIES = ("reference", "sloppy", "flaky", "drifting", "ignores_none", "stream_broken", "id_sensitive",
+                     "reasoning_sensitive")
 
 
 def is_relevance(case: Case) -> bool:
@@ -5406,7 +5773,7 @@ def cmd_demo(args) -> int:
     baseline), then the report. Exit 0 when the demo itself worked, whatever the verdicts."""
     import tempfile
     from k2vv_report import render_report_table
-    from k2vv_sim import PERSONALITIES, SimVendor, answer_key
+    from k2vv_sim import DEMO_PERSONALITIES as PERSONALITIES, SimVendor, answer_key
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = tempfile.mkdtemp(prefix="k2vv-demo-cache-")  # sim ports change per run: nothing to reuse
@@ -5464,6 +5831,8 @@ EXAMPLES = {
     "report": "examples:\n  k2vv report                       # every runs/*/ with a summary.json\n"
               "  k2vv report runs/moonshot-kimi-k2-0905-preview runs/fireworks-kimi-k2 --out leaderboard/",
     "demo": "examples:\n  k2vv demo\n  k2vv demo --limit 60 --out /tmp/k2vv-demo",
+    "probe": "examples:\n  k2vv probe --provider moonshot\n  k2vv probe --base-url http://127.0.0.1:8000/v1 --model kimi-k2 "
+             "--json",
     "diff": "examples:\n  k2vv diff runs/demo/reference runs/demo/drifting\n"
             "  k2vv diff runs/vllm-kimi-k2 runs/vllm-kimi-k2-normalized",
     "serve-sim": "examples:\n  k2vv serve-sim --personality sloppy --port 8000\n"
@@ -5485,6 +5854,11 @@ def _add_job_args(p: argparse.ArgumentParser, network: bool) -> None:
     p.add_argument("--extra-body", metavar="JSON", help="JSON object deep-merged into every request")
     p.add_argument("--normalize-tool-ids", action="store_true",
                    help="rewrite historical tool-call ids to functions.NAME:IDX")
+    p.add_argument("--stream-mode", choices=STREAM_MODES, default="as-is",
+                   help="send each case as its line says (as-is), force stream / non-stream, or both ways "
+                   "(the summary's `modes`: each way's metrics, the cases that diverge)")
+    p.add_argument("--reasoning-history", choices=REASONING_HISTORY, default="keep",
+                   help="strip: remove reasoning_content from historical assistant messages before sending")
     p.add_argument("--trials", type=int, default=1, metavar="K", help="independent answers per case (pass@k, pass^k)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N cases")
     p.add_argument("--cache", metavar="DIR", help="response cache (default: $K2VV_CACHE or ./.k2vv-cache)")
@@ -5515,6 +5889,29 @@ def _add_job_args(p: argparse.ArgumentParser, network: bool) -> None:
         p.add_argument("--quiet", action="store_true", help="no progress lines")
         p.add_argument("--use_raw_completions", "--use-raw-completions", action="store_true", help=argparse.SUPPRESS)
         p.add_argument("--tokenizer-model", help=argparse.SUPPRESS)
+
+
+def _add_probe_args(p: argparse.ArgumentParser) -> None:
+    """`probe` takes run's endpoint, cache and retry flags; the request flags of a test set do not apply."""
+    for flag, kw in (("--provider", {"help": "a provider from providers.toml or a preset (see `k2vv providers`)"}),
+                     ("--providers", {"metavar": "FILE", "help": "providers file"}),
+                     ("--base-url", {"help": "OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"}),
+                     ("--model", {"help": "model name sent in every request"}),
+                     ("--extra-body", {"metavar": "JSON", "help": "JSON object deep-merged into every request"}),
+                     ("--cache", {"metavar": "DIR", "help": "response cache (default: $K2VV_CACHE or ./.k2vv-cache)"}),
+                     ("--out", {"metavar": "DIR", "help": "run directory for probe.json (default: runs/PROVIDER-MODEL/)"}),
+                     ("--api-key", {"help": "API key (discouraged: visible in `ps`; use the provider's env variable)"}),
+                     ("--pack", {"metavar": "FILE", "help": "a probe pack (default: the bundled one)"})):
+        p.add_argument(flag, **kw)
+    p.add_argument("--concurrency", type=int, help="parallel requests (default: provider's or 32)")
+    p.add_argument("--timeout", type=float, help="seconds one attempt's whole answer may take (default 600)")
+    p.add_argument("--retries", type=int, default=6, help="retries after the first attempt (default 6)")
+    p.add_argument("--max-answer-bytes", type=int, default=MAX_ANSWER_BYTES, metavar="N", help=argparse.SUPPRESS)
+    p.add_argument("--refresh", action="store_true", help="ignore cached answers and ask again")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--json", action="store_true", help="print probe.json on stdout")
+    p.set_defaults(temperature=None, max_tokens=None, normalize_tool_ids=False, trials=1, limit=None, output=None,
+                   summary=None, min_f1=None, min_schema_accuracy=None, dataset=None, file=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -5549,6 +5946,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(no key, no internet)")
     demo.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     demo.add_argument("--limit", type=int, metavar="N", help="only the first N cases")
+    probe = add("probe", cmd_probe, "probes a replay cannot see: tool_choice, history ids, "
+                                    "stream vs non-stream")
+    _add_probe_args(probe)
     diff = add("diff", cmd_diff, "compare two runs case by case: trigger, tool names, class, arguments, findings")
     diff.add_argument("a", metavar="A", help="a run directory, a results.jsonl, or a provider name")
     diff.add_argument("b", metavar="B")

@@ -171,6 +171,26 @@ def report_row(summary: dict, examples: dict, baseline: str | None) -> dict:
     }
 
 
+def report_probes(probe: dict | None) -> dict | None:
+    """A run directory's probe.json in a row: how many probes passed, and each failed one with the
+    vendor's answer (None when the run directory holds no probe.json: the row's key is left out)."""
+    if not isinstance(probe, dict) or not isinstance(probe.get("probes"), list):
+        return None
+    probes = [p for p in probe["probes"] if isinstance(p, dict)]
+    return {"passed": sum(p.get("passed") is True for p in probes), "total": len(probes),
+            "failed": [{"name": str(p.get("name")), "rule": str(p.get("rule")), "answer": str(p.get("answer", "")),
+                        "why": str(p.get("why", ""))} for p in probes if p.get("passed") is not True]}
+
+
+def _probe_lines(row: dict) -> list[str]:
+    """The row's probe results in plain words: a count, then each failed probe and the answer."""
+    probes = row.get("probes")
+    if not probes:
+        return []
+    return [f"probes {probes['passed']} of {probes['total']} pass"] + [
+        f"{f['name']} ({f['rule']}) failed: {f['why']} · {f['answer']}" for f in probes["failed"]]
+
+
 def _row_order(row: dict):
     """pass first, then F1 high to low, then schema_accuracy high to low; no value sorts last."""
     missing = float("inf")
@@ -197,6 +217,9 @@ def build_report(entries: list[dict], baseline: str | None, generated: dict) -> 
             raise ValueError(f"provider {info['provider']!r} appears twice")
         seen.add(info["provider"])
         rows.append(report_row(summary, entry.get("examples") or {}, baseline))
+        probes = report_probes(entry.get("probes"))
+        if probes is not None:
+            rows[-1]["probes"] = probes
     rows.sort(key=_row_order)
     shared = [row["thresholds"] for row in rows]
     return {
@@ -340,6 +363,11 @@ def render_report_table(report: dict, width: int = 80) -> str:
         for row, line in zip(report["rows"], rows):
             for cause in (row.get("why") or [])[:2]:
                 lines.append(_fit(f"  {_pad(_fit(line[0], widths[0]), widths[0])}  {_plain(cause['text'])}", width))
+    if any(row.get("probes") for row in report["rows"]):
+        lines.append("probes")
+        for row, line in zip(report["rows"], rows):
+            for text in _probe_lines(row)[:4]:
+                lines.append(_fit(f"  {_pad(_fit(line[0], widths[0]), widths[0])}  {_plain(text)}", width))
     if not report["thresholds"]:
         for row, line in zip(report["rows"], rows):
             lines.append(_fit(f"thresholds {line[0]}: {_thresholds_text(row['thresholds'])}", width))
@@ -414,6 +442,9 @@ def render_report_md(report: dict) -> str:
             out += [f"- {_md(cause['text'])}" + (f" — e.g. {_md(_plain(cause['example'], 200))}" if cause["example"]
                                                   else "") for cause in row["why"]]
             out.append("")
+        if row.get("probes"):
+            head, *failed = _probe_lines(row)
+            out += [_md(head.capitalize()), ""] + [f"- {_md(_plain(text, 300))}" for text in failed] + ([""] if failed else [])
         facts = _facts_text(row)
         if facts:
             out += [_md(facts), ""]
@@ -660,6 +691,10 @@ def render_report_html(report: dict) -> str:
             out.append('<p class="note">Why:</p><ul class="why">' + "".join(
                 f"<li>{_h(cause['text'])}" + (f'<span class="detail">e.g. {_h(cause["example"], 300)}</span>'
                                               if cause["example"] else "") + "</li>" for cause in row["why"]) + "</ul>")
+        if row.get("probes"):
+            head, *failed = _probe_lines(row)
+            out.append(f'<p class="note">{_h(head)}</p>' + ('<ul class="why">' + "".join(
+                f"<li>{_h(text, 300)}</li>" for text in failed) + "</ul>" if failed else ""))
         facts = _facts_text(row)
         if facts:
             out.append(f'<p class="note">{_h(facts)}</p>')

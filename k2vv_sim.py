@@ -23,7 +23,7 @@ import urllib.parse
 from fractions import Fraction
 from typing import Callable
 
-__all__ = ["SimVendor", "serve_sim", "answer_key", "PERSONALITIES", "BREAKAGES", "SIM_FAULTS", "example_arguments",
+__all__ = ["SimVendor", "serve_sim", "answer_key", "PERSONALITIES", "DEMO_PERSONALITIES", "stream_spoiled", "BREAKAGES", "SIM_FAULTS", "example_arguments",
            "break_arguments"]
 
 
@@ -34,7 +34,14 @@ def canonical_json(obj) -> bytes:
 
 # ---- 1. constants: rates are rough shapes of what real vendors do, not measurements ------------
 
-PERSONALITIES = ("reference", "sloppy", "flaky", "drifting")
+PERSONALITIES = ("reference", "sloppy", "flaky", "drifting", "ignores_none", "stream_broken", "id_sensitive",
+                 "reasoning_sensitive")
+DEMO_PERSONALITIES = PERSONALITIES[:4]  # `k2vv demo`'s vendors, in its order
+# The first four are the demo's vendors; the last three each fail one probe (DESIGN §11): ignores_none
+# calls a tool despite tool_choice "none", stream_broken spoils a share of the arguments it streams
+# (never a non-stream answer), id_sensitive calls the last historical tool again when history ids are
+# not in functions.NAME:IDX form; reasoning_sensitive does the same when the history carries the
+# model's reasoning_content.
 BREAKAGES = ("missing_required", "wrong_type", "extra_property", "out_of_range", "bad_enum",
              "wrong_tuple_length")
 # Fault names a test script may return; `slow:SECONDS` takes a number, e.g. "slow:0.5".
@@ -47,6 +54,8 @@ _SIM_LENGTH_SHARE = 0.04    # text answers cut by max_tokens (finish_reason "len
 _SIM_SLOPPY_SHARE = 0.25    # sloppy: tool-call answers it spoils
 _SIM_FLAKY_SHARE = 0.25     # flaky: distinct requests whose first attempt fails
 _SIM_DRIFT_SHARE = 0.40     # drifting: requests with tools whose call/no-call decision it flips
+_SIM_STREAM_BROKEN_SHARE = 0.5  # stream_broken: streamed tool-call answers whose arguments it cuts
+_SIM_ID_FORM = re.compile(r"^functions\.[A-Za-z0-9_\-.]+:\d+$")  # Moonshot's history id form
                             # (F1 ~0.68 vs reference: clearly under K2VV's 0.80 bar on 300 cases)
 _SIM_CREATED = 1735689600   # 2025-01-01T00:00:00Z: a fixed `created`, so answers are byte-stable
 _SIM_SLOPPY_WAYS = ("missing_required", "wrong_type", "unknown_tool", "empty_tool_calls", "non_json")
@@ -925,7 +934,7 @@ def _sim_answer(personality: str, body: dict, seed=0, expected: list | str | Non
     choice = body.get("tool_choice")
     forced = choice.get("function", {}).get("name") if isinstance(choice, dict) and \
         isinstance(choice.get("function"), dict) else None
-    if not tools or choice == "none":
+    if not tools or choice == "none" and personality != "ignores_none":
         call = False
     elif forced or choice == "required":
         call = True
@@ -937,9 +946,16 @@ def _sim_answer(personality: str, body: dict, seed=0, expected: list | str | Non
         call = last.get("role") != "tool" and _sim_share(digest, "call") < _SIM_CALL_SHARE
     if personality == "drifting" and tools and _sim_share(digest, "drift") < _SIM_DRIFT_SHARE:
         call = not call
+    repeated = _sim_foreign_ids_repeat(messages) if personality == "id_sensitive" and tools else None
+    if personality == "reasoning_sensitive" and tools and any(
+            isinstance(m, dict) and m.get("role") == "assistant" and m.get("reasoning_content") for m in messages):
+        repeated = _sim_foreign_ids_repeat(messages, any_id=True)
+    if repeated is not None:
+        call = True
     calls, breakage, content = [], None, ""
     if call:
-        parallel = body.get("parallel_tool_calls") is not False and _sim_share(digest, "parallel") < _SIM_PARALLEL_SHARE
+        parallel = not forced and body.get("parallel_tool_calls") is not False \
+            and _sim_share(digest, "parallel") < _SIM_PARALLEL_SHARE
         earlier = sum(len(m["tool_calls"]) for m in messages if isinstance(m, dict)
                       and m.get("role") == "assistant" and isinstance(m.get("tool_calls"), list))
         if isinstance(expected, list) and expected:
@@ -953,9 +969,14 @@ def _sim_answer(personality: str, body: dict, seed=0, expected: list | str | Non
             name, params = next(((n, p) for n, p in tools if n == forced), None) or rng.choice(tools)
             calls.append({"id": f"functions.{name}:{earlier + i}", "name": name,
                           "arguments": _sim_dump(_sim_tool_arguments(params, rng))})
+        if repeated is not None:
+            calls = [dict(repeated, id=f"functions.{repeated['name']}:{earlier}")]
         finish = "tool_calls"
         if personality == "sloppy" and _sim_share(digest, "sloppy") < _SIM_SLOPPY_SHARE:
             breakage = _sim_spoil(calls, tools, _sim_share(digest, "sloppy-way"), rng)
+        if personality == "stream_broken" and stream_spoiled(body, seed):
+            calls[0]["arguments"] = calls[0]["arguments"][:-1] or "{"  # the closing brace never came
+            breakage = "stream_non_json"
     else:
         content, finish = rng.choice(_SIM_REPLIES), "stop"
         if _sim_share(digest, "length") < _SIM_LENGTH_SHARE:
@@ -968,6 +989,28 @@ def _sim_answer(personality: str, body: dict, seed=0, expected: list | str | Non
             "content": content, "calls": calls, "finish_reason": finish, "breakage": breakage,
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                       "total_tokens": prompt + completion}}
+
+
+def stream_spoiled(body: dict, seed=0) -> bool:
+    """Whether stream_broken spoils its answer to `body`: a streamed request in the hash-chosen
+    share (the answer's other choices are the same as when it is not streamed)."""
+    return body.get("stream") is True and _sim_share(_sim_digest(body, seed), "stream-broken") < _SIM_STREAM_BROKEN_SHARE
+
+
+def _sim_foreign_ids_repeat(messages: list, any_id: bool = False) -> dict | None:
+    """id_sensitive's trigger: when some historical tool-call id is not functions.NAME:IDX (or
+    whatever the ids, with `any_id`), the last historical call ({name, arguments}) it repeats; None
+    when every id has that form."""
+    last, foreign = None, False
+    for msg in messages:
+        if isinstance(msg, dict) and msg.get("role") == "assistant" and isinstance(msg.get("tool_calls"), list):
+            for call in msg["tool_calls"]:
+                if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+                    continue
+                foreign = foreign or not _SIM_ID_FORM.match(str(call.get("id", "")))
+                last = {"name": str(call["function"].get("name", "")),
+                        "arguments": str(call["function"].get("arguments", "{}"))}
+    return last if (foreign or any_id) and last else None
 
 
 def _sim_completion(answer: dict) -> dict:

@@ -52,7 +52,7 @@ def test_serve_sim_rejects_an_unknown_personality(capsys):
     assert exit_info.value.code == 2
 
 
-COMMANDS = ["run", "score", "report", "lint", "providers", "demo", "serve-sim"]
+COMMANDS = ["run", "score", "report", "lint", "providers", "demo", "serve-sim", "probe"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
