@@ -97,19 +97,18 @@ class SlotHandler(BaseHTTPRequestHandler):
             server.most = max(server.most, server.in_flight)
             full = server.in_flight > server.slots
             server.refused += full
-        try:
-            if full:
-                self._send(429, {"error": {"message": "too many"}}, {"Retry-After": "0"})
-            else:
-                time.sleep(0.02)  # the vendor's latency, not a wait for anything
-                answer = {"id": "x", "object": "chat.completion", "model": body["model"],
-                          "choices": [{"index": 0, "finish_reason": "stop",
-                                       "message": {"role": "assistant", "content": "ok"}}],
-                          "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-                self._send(200, answer, {})
-        finally:
-            with server.lock:
-                server.in_flight -= 1
+        if not full:
+            time.sleep(0.02)  # the vendor's latency, not a wait for anything
+        with server.lock:  # done before answering: the client cannot send again before this
+            server.in_flight -= 1
+        if full:
+            self._send(429, {"error": {"message": "too many"}}, {"Retry-After": "0"})
+        else:
+            answer = {"id": "x", "object": "chat.completion", "model": body["model"],
+                      "choices": [{"index": 0, "finish_reason": "stop",
+                                   "message": {"role": "assistant", "content": "ok"}}],
+                      "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+            self._send(200, answer, {})
 
     def _send(self, status, obj, headers):
         data = json.dumps(obj).encode()
