@@ -1181,6 +1181,7 @@ _META_SCHEMAS = {  # draft -> bundled meta-schema (schemas/meta/README.md)
     DRAFT07: "schemas/meta/draft-07.json",
 }
 _META_VALIDATORS: dict = {}
+_META_LOCK = threading.Lock()
 
 
 def metaschema_problem(schema: dict) -> str | None:
@@ -1190,9 +1191,12 @@ def metaschema_problem(schema: dict) -> str | None:
     uri = schema.get("$schema", DRAFT07)
     validate = _META_VALIDATORS.get(uri)
     if validate is None:
-        import fastjsonschema
-        meta = json.loads(resource(_META_SCHEMAS[uri]))  # our own bundled file: trusted code generation
-        validate = _META_VALIDATORS[uri] = fastjsonschema.compile(meta, use_formats=False, use_default=False)
+        with _META_LOCK:  # one compile, by one thread: 64 workers compiling it at once cost ~40 MB of arenas
+            validate = _META_VALIDATORS.get(uri)
+            if validate is None:
+                import fastjsonschema
+                meta = json.loads(resource(_META_SCHEMAS[uri]))  # our own bundled file: trusted code generation
+                validate = _META_VALIDATORS[uri] = fastjsonschema.compile(meta, use_formats=False, use_default=False)
     try:
         validate(schema)
     except Exception as err:  # noqa: BLE001 - JsonSchemaValueException; anything else is a broken schema too
@@ -5877,7 +5881,8 @@ def _add_job_args(p: argparse.ArgumentParser, network: bool) -> None:
                        "(default: one per CPU, at most 8, for test sets of 1 MiB or more; 1 = this process only)")
     else:
         p.add_argument("--api-key", help="API key (discouraged: visible in `ps`; use the provider's env variable)")
-        p.add_argument("--concurrency", type=int, help="parallel requests (default: provider's or 5)")
+        p.add_argument("--concurrency", type=int, help="most requests in flight: a ceiling, the pace adapts below it "
+                       "(default: provider's or 32)")
         p.add_argument("--timeout", type=float, help="seconds one attempt's whole answer may take: headers, body, "
                        "stream (default 600)")
         p.add_argument("--max-answer-bytes", type=int, default=MAX_ANSWER_BYTES, metavar="N",

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run every k2vv benchmark, contenders side by side, and print the ratios.
 #
-#   bench/run.sh              parity check, score, runner, scaling, start-up, then the recap (< 10 min on
-#                             2 cores, ~2 min of it generating the workloads on a first run)
+#   bench/run.sh              parity check, score, runner, scaling, pace, start-up, then the recap (< 15 min
+#                             on 2 cores: ~5 of them pace, ~2 generating the workloads on a first run)
 #   bench/run.sh --profile    also bench_profile.py (score at 100,000 under cProfile: several more minutes)
 #
 # Environment: K2VV (the k2vv.py to measure; default ./k2vv.py), PYTHON (default .venv/bin/python),
@@ -22,6 +22,8 @@ step "runner overhead"
 $PY bench/bench_runner.py --k2vv "$K2VV"
 step "scaling"
 $PY bench/bench_scaling.py --k2vv "$K2VV"
+step "pace: slow and rate-limited vendors (wall ÷ the vendor's physical limit)"
+$PY bench/bench_pace.py --k2vv "$K2VV"
 step "start-up"
 $PY bench/bench_startup.py || true   # exit 1 = a network import: printed above, recap still wanted
 if [ "${1:-}" = --profile ]; then
