@@ -21,10 +21,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from common import (MODEL, PYTHON, ROOT, breakage_of, fill_caches, k2vv, keyed_body, run_measured,
+from common import (MODEL, PYTHON, ROOT, breakage_of, fill_caches, k2vv, k2vv_sim, keyed_body, run_measured,
                     workload_lines, workload_sources, write_jsonl)
 
-CLOCK_FIELDS = ("latency", "eval_started_at", "eval_finished_at", "eval_duration_ms")
+CLOCK_FIELDS = ("latency", "eval_started_at", "eval_finished_at", "eval_duration_ms", "runner")  # + how the run went
 
 
 def without_clock(summary: dict) -> dict:
