@@ -344,19 +344,27 @@ def read_json(text, **hooks):
         raise
     except ValueError as err:  # the int-string limit (CVE-2020-10735)
         raise UnreadableJson(f"a number too long to read: {str(err).split(';')[0]}") from None
-    if len(text) > 2 * MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+    if len(text) > 2 * MAX_JSON_DEPTH and _openers(text) > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
         raise UnreadableJson(f"nested deeper than {MAX_JSON_DEPTH} levels")
     return value
 
 
+def _openers(text) -> int:
+    """How many `[` and `{` the text holds: nesting deeper than this is impossible (str.count is
+    C-fast; most texts stop here, before any walk)."""
+    return text.count("[") + text.count("{") if isinstance(text, str) else text.count(b"[") + text.count(b"{")
+
+
 def _deeper_than(value, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, (dict, list)):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    """Whether containers nest more than `limit` deep: level by level, containers only."""
+    level, depth = [value] if type(value) in (dict, list) else [], 1
+    while level:
+        if depth > limit:
+            return True
+        deeper = []
+        for node in level:
+            deeper.extend(c for c in (node.values() if type(node) is dict else node) if type(c) in (dict, list))
+        level, depth = deeper, depth + 1
     return False
 
 
