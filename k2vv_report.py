@@ -202,8 +202,8 @@ def _row_order(row: dict):
 def build_report(entries: list[dict], baseline: str | None, generated: dict) -> dict:
     """The report.json document (shape: schemas/report.json). Each entry is {"summary": a summary.json,
     "examples": {failure_class: example}}. Raises ValueError when there is nothing to compare, when
-    rows are not comparable (another test set) or a provider appears twice: such a leaderboard
-    would silently mislead."""
+    rows are not comparable (another test set) or one run appears twice (same provider, model and
+    settings): such a leaderboard would silently mislead."""
     if not entries:
         raise ValueError("no provider summaries to report")
     rows, seen = [], set()
@@ -213,13 +213,18 @@ def build_report(entries: list[dict], baseline: str | None, generated: dict) -> 
         if info["dataset_sha256"] != generated["dataset_sha256"]:
             raise ValueError(f"provider {info['provider']!r} was scored on another test set "
                              f"(sha256 {info['dataset_sha256'][:12]}, report {generated['dataset_sha256'][:12]})")
-        if info["provider"] in seen:
-            raise ValueError(f"provider {info['provider']!r} appears twice")
-        seen.add(info["provider"])
+        run = (info["provider"], info.get("model"), json.dumps(info.get("settings"), sort_keys=True))
+        if run in seen:
+            raise ValueError(f"provider {info['provider']!r} appears twice with the same model and settings")
+        seen.add(run)
         rows.append(report_row(summary, entry.get("examples") or {}, baseline))
         probes = report_probes(entry.get("probes"))
         if probes is not None:
             rows[-1]["probes"] = probes
+    names = [row["provider"] for row in rows]
+    for row in rows:  # one endpoint, several models (runs/<host_port>-<model>/): name the model too
+        if names.count(row["provider"]) > 1:
+            row["provider"] = f"{row['provider']} · {row['model']}"
     rows.sort(key=_row_order)
     shared = [row["thresholds"] for row in rows]
     return {
@@ -254,6 +259,17 @@ def _fit(text: str, width: int) -> str:
     while text and _cols(text) > width - 1:
         text = text[:-1]
     return text + "…"
+
+
+def _fit_middle(text: str, width: int) -> str:
+    """`text` within `width` columns, cut in the middle: both ends of a long name tell runs apart
+    (`127.0.0.1_8000 · kimi-k2` and `… · kimi-k2-thinking`)."""
+    if _cols(text) <= width or width < 5:
+        return _fit(text, width)
+    tail = ""
+    while _cols(tail) < (width - 1) * 2 // 3:
+        tail = text[-(len(tail) + 1):]
+    return _fit(text[:len(text) - len(tail)], width - _cols(tail)) + tail
 
 
 def _pad(text: str, width: int, right: bool = False) -> str:
@@ -352,17 +368,18 @@ def render_report_table(report: dict, width: int = 80) -> str:
     widths = [max(_cols(line[i]) for line in [header] + rows) for i in range(len(header))]
     widths[0] = max(8, min(widths[0], width - sum(widths[1:]) - 2 * (len(header) - 1)))
     for line in [header] + rows:
-        cells = [_fit(line[0], widths[0])] + list(line[1:])
+        cells = [_fit_middle(line[0], widths[0])] + list(line[1:])
         lines.append("  ".join(_pad(c, w, r) for c, w, r in zip(cells, widths, right)).rstrip())
     lines.append("top failures")
     for row, line in zip(report["rows"], rows):
         top = " · ".join(f"{f['class']} {f['count']}" for f in row["top_failures"][:REPORT_TOP]) or "none"
-        lines.append(_fit(f"  {_pad(_fit(line[0], widths[0]), widths[0])}  {top}", width))
+        lines.append(_fit(f"  {_pad(_fit_middle(line[0], widths[0]), widths[0])}  {top}", width))
     if any(row.get("why") for row in report["rows"]):
         lines.append("why")
         for row, line in zip(report["rows"], rows):
             for cause in (row.get("why") or [])[:2]:
-                lines.append(_fit(f"  {_pad(_fit(line[0], widths[0]), widths[0])}  {_plain(cause['text'])}", width))
+                lines.append(_fit(f"  {_pad(_fit_middle(line[0], widths[0]), widths[0])}  {_plain(cause['text'])}",
+                                  width))
     if any(row.get("probes") for row in report["rows"]):
         lines.append("probes")
         for row, line in zip(report["rows"], rows):

@@ -229,6 +229,10 @@ def test_two_models_on_one_endpoint_get_two_run_directories(tmp_path, vendor):
         assert k2vv.main(["run", cases(tmp_path), "--base-url", vendor.url, "--model", model, "--quiet"]) == 3
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == \
         [f"127.0.0.1_{vendor.port}-kimi-k2", f"127.0.0.1_{vendor.port}-kimi-k2-thinking"]
+    assert k2vv.main(["report"]) == 0  # every runs/*/: one endpoint, two models, two rows named apart
+    rows = json.loads((tmp_path / "runs" / "report" / "report.json").read_text())["rows"]
+    assert sorted(r["provider"] for r in rows) == [f"127.0.0.1_{vendor.port} · kimi-k2",
+                                                    f"127.0.0.1_{vendor.port} · kimi-k2-thinking"]
 
 
 # ---- 7. old Pythons ----------------------------------------------------------------------------------

@@ -211,7 +211,7 @@ def test_terminal_table_is_aligned_and_names_top_failures(report):
 def test_terminal_neutralises_control_characters():
     entry = entries()[1]
     entry["summary"]["k2vv"]["provider"] = "evil\x1b[2J\x1b]0;pwned\x07\u202ename"
-    text = k2vv_report.render_report_table(k2vv_report.build_report([entry], None, GENERATED))
+    text = k2vv_report.render_report_table(k2vv_report.build_report([entry], None, GENERATED), width=120)
     assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
     assert "evil\ufffd[2J" in text
 
