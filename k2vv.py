@@ -5434,6 +5434,21 @@ def check_writable(job: Job) -> None:
                             "(nothing was sent)") from None
 
 
+def runner_ending(runner: Runner, job: Job, cli_key: str | None, what: str) -> int | None:
+    """After the runner: its crash raised (a cache or journal that cannot be written as one line),
+    a setup fault printed; the exit code when the command stops here, None when it goes on."""
+    import sqlite3
+    if isinstance(runner.crash, (OSError, sqlite3.Error)):
+        raise K2vvError(f"cannot write the cache or the journal: {runner.crash}")
+    if runner.crash is not None:
+        raise runner.crash
+    if runner.fatal is not None:
+        print(f"k2vv: {setup_fault_message(*runner.fatal, job, cli_key)}; stopped after "
+              f"{plural(runner.state.sent, 'request')}, nothing was {what}", file=sys.stderr)
+        return EXIT_USAGE
+    return None
+
+
 def setup_fault_message(error_class: str, text: str, job: Job, cli_key: str | None) -> str:
     """One line on why the endpoint cannot work, and where to look."""
     url = _public_url(job.provider.url)
@@ -5499,15 +5514,9 @@ def cmd_run(args) -> int:
             print(f"k2vv: {runner.state.sent} requests sent, {runner.state.cached} answers were cached · "
                   f"{job.provider.name} ({_public_url(job.provider.url)}) · concurrency {concurrency}",
                   file=sys.stderr)
-        import sqlite3
-        if isinstance(runner.crash, (OSError, sqlite3.Error)):
-            raise K2vvError(f"cannot write the cache or the journal: {runner.crash}")
-        if runner.crash is not None:
-            raise runner.crash
-        if runner.fatal is not None:
-            print(f"k2vv: {setup_fault_message(*runner.fatal, job, args.api_key)}; stopped after "
-                  f"{plural(runner.state.sent, 'request')}, nothing was scored", file=sys.stderr)
-            return EXIT_USAGE
+        stop = runner_ending(runner, job, args.api_key, "scored")
+        if stop is not None:
+            return stop
         with sigterm_as_interrupt(ignore=True):  # a second signal must not cut the summary short
             first = mode_jobs(job)[0]  # the job itself, or the non-stream twin of a --stream-mode both job
             summary = write_results(first, cache, baseline, runner.recorder if runner.recorder.finished
@@ -5557,12 +5566,9 @@ def cmd_probe(args) -> int:
             print("k2vv: interrupted; answers so far are cached, run the same command again", file=sys.stderr)
             return EXIT_INTERRUPTED
         _report_damage(cache)
-        if runner.crash is not None:
-            raise runner.crash
-        if runner.fatal is not None:
-            print(f"k2vv: {setup_fault_message(*runner.fatal, job, args.api_key)}; stopped after "
-                  f"{plural(runner.state.sent, 'request')}, nothing was judged", file=sys.stderr)
-            return EXIT_USAGE
+        stop = runner_ending(runner, job, args.api_key, "judged")
+        if stop is not None:
+            return stop
         journal = JournalReader(job.out_dir / "probe-results.jsonl")
         try:
             judged = judge_probes(probes, groups, cache, journal)
