@@ -260,6 +260,16 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+def pointer_token(name) -> str:
+    """One JSON-pointer reference token (RFC 6901): `~` as `~0`, `/` as `~1`."""
+    return str(name).replace("~", "~0").replace("/", "~1")
+
+
+def pointer_tokens(pointer: str) -> list[str]:
+    """The reference tokens of a JSON pointer (`""` is the root), unescaped."""
+    return [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+
+
 # How k2vv writes a lone surrogate (`"\\ud800"` is valid JSON but not Unicode: a vendor may send it):
 # as that very JSON escape, so the bytes stay UTF-8 and read back to the same string.
 UNPAIRED = "backslashreplace"
@@ -863,7 +873,7 @@ def _at(node, tokens):
 
 
 def _pointer_text(tokens) -> str:
-    return "#" + "".join("/" + t.replace("~", "~0").replace("/", "~1") for t in tokens)
+    return "#" + "".join("/" + pointer_token(t) for t in tokens)
 
 
 def _join(base: str, ref: str) -> str:
@@ -919,8 +929,7 @@ def _ref_target(schema, index: _RefIndex, base: str, ref: str) -> tuple:
     if fragment and not fragment.startswith("/"):
         path = index.anchors.get(f"{uri}#{fragment}")
     else:
-        tokens = urllib.parse.unquote(fragment).split("/")[1:]
-        path = index.resources[uri] + tuple(t.replace("~1", "/").replace("~0", "~") for t in tokens)
+        path = index.resources[uri] + tuple(pointer_tokens(urllib.parse.unquote(fragment)))
     try:
         target = _at(schema, path) if path is not None else None
     except LookupError:
@@ -1513,7 +1522,7 @@ def _compile_deferred(schema: ToolSchema, parameters: dict) -> None:
 def _pointer(path_name: str | None) -> str:
     """JSON pointer of a fastjsonschema error name (`data.a[1]` -> `/a/1`)."""
     parts = [p for p in re.split(r"[.\[\]]+", path_name or "") if p]
-    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts[1:])
+    return "".join("/" + pointer_token(p) for p in parts[1:])
 
 
 def check_instance(schema: ToolSchema, instance) -> tuple[str, str] | None:
@@ -1585,7 +1594,7 @@ def schema_faults(schema) -> list[SchemaFault]:
                              if isinstance(sub, dict))
         for key in _SUBSCHEMA_MAP:
             if isinstance(node.get(key), dict):
-                stack.extend((sub, f"{where}/{key}/{_pointer_part(n)}", _reach(reach, key, n))
+                stack.extend((sub, f"{where}/{key}/{pointer_token(n)}", _reach(reach, key, n))
                              for n, sub in node[key].items() if isinstance(sub, dict))
     return sorted(found, key=lambda f: f.where)
 
@@ -1606,7 +1615,7 @@ def fault_reached(fault: SchemaFault, pointer: str | None) -> bool:
     governs: then it is the dataset's fault, not the provider's."""
     if fault.reach is None or pointer is None:
         return True
-    parts = [] if pointer in ("", "/") else [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+    parts = pointer_tokens("" if pointer == "/" else pointer)  # faults say "/" for the root
     return len(parts) >= len(fault.reach) and all(r in ("*", p) for r, p in zip(fault.reach, parts))
 
 
@@ -1614,16 +1623,12 @@ def fault_is_unavoidable(schema: dict, where: str) -> bool:
     """Whether every call must reach the fault at `where`: a chain of required properties from the
     root (then no call can be valid); else only calls that use an optional part reach it."""
     node = schema
-    parts = [p.replace("~1", "/").replace("~0", "~") for p in where.strip("/").split("/")] if where != "/" else []
+    parts = pointer_tokens("" if where == "/" else where)
     while parts:
         if len(parts) < 2 or parts[0] != "properties" or parts[1] not in (node.get("required") or []):
             return False
         node, parts = node["properties"][parts[1]], parts[2:]
     return True
-
-
-def _pointer_part(name) -> str:
-    return str(name).replace("~", "~0").replace("/", "~1")
 
 
 _JSON_TYPE_CHECKS = {"string": lambda v: isinstance(v, str), "object": lambda v: isinstance(v, dict),
@@ -1909,28 +1914,25 @@ def score_exchange(body: dict, exchange: dict | None, keep_completion: bool = Tr
                        **meta)
     headers = exchange.get("headers") if isinstance(exchange.get("headers"), dict) else {}
     routed = next((headers[h] for h in ROUTING_HEADERS if isinstance(headers.get(h), str) and headers[h]), None)
-    outcome = outcome_of(parsed, tools_by_name(body), dict(meta, routed=routed), keep_completion)
-    if case is not None and case.expected is not None:
-        outcome = dataclasses.replace(outcome, expected=judge_expected(case, outcome))
-    return outcome
+    return outcome_of(parsed, tools_by_name(body), meta, keep_completion, parsed.routed or routed, case)
 
 
-def judge_expected(case: Case, outcome: Outcome) -> tuple[bool | None, str | None]:
-    """(expected_match, expected_error) of an answered case; (None, None) when BFCL's checker
-    could not judge it (NotJudgeable: an `expected` it would crash on)."""
-    calls = [{"name": c.name, "arguments": c.value} if c.parsed else {"name": c.name} for c in outcome.calls]
-    tools = tools_by_name(case.body)
+def judge_expected(case: Case, calls: tuple, tools: dict) -> tuple[bool | None, str | None]:
+    """(expected_match, expected_error) of an answered case's classified `calls`; (None, None)
+    without an `expected`, or when BFCL's checker could not judge it (NotJudgeable: an `expected`
+    it would crash on)."""
+    if case is None or case.expected is None:
+        return None, None
+    given = [{"name": c.name, "arguments": c.value} if c.parsed else {"name": c.name} for c in calls]
     category = case.meta.get("category") if isinstance(case.meta, dict) else None
     try:
-        return expected_verdict(case.expected, calls, tools, category if isinstance(category, str) else None)
+        return expected_verdict(case.expected, given, tools, category if isinstance(category, str) else None)
     except NotJudgeable:
         return None, None
 
 
-def outcome_of(parsed: Parsed, tools: dict, meta: dict, keep_completion: bool = True) -> Outcome:
-    meta = dict(meta)
-    routed = parsed.routed or meta.pop("routed", None)
-    meta.pop("routed", None)
+def outcome_of(parsed: Parsed, tools: dict, meta: dict, keep_completion: bool = True, routed: str | None = None,
+               case: Case | None = None) -> Outcome:
     finish = parsed.finish_reason
     findings = list(parsed.findings)
     triggered = finish == "tool_calls"
@@ -1955,7 +1957,8 @@ def outcome_of(parsed: Parsed, tools: dict, meta: dict, keep_completion: bool = 
     return Outcome(cls, finish, calls, tuple(dict.fromkeys(findings)), parsed.usage, parsed.usage_source,
                    tuple(c.get("name") for c in parsed.calls),
                    completion=parsed.completion if keep_completion else None,
-                   routed_provider=routed, keys=call_keys((c.name, c.value, c.parsed) for c in calls), **meta)
+                   routed_provider=routed, keys=call_keys((c.name, c.value, c.parsed) for c in calls),
+                   expected=judge_expected(case, calls, tools), **meta)
 
 
 # Tool-call markup that belongs in `tool_calls`, not in text: Kimi's special tokens, Hermes tags,
@@ -3151,11 +3154,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON next to its final name and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8", errors=UNPAIRED)
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 # ---- 3b. the response cache ------------------------------------------------------------------------
@@ -3643,12 +3642,17 @@ def backoff_delay(attempt: int, retry_after: float | None, rng: random.Random,
     return rng.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
-def redact(text: str, secrets: Iterable[str], limit: int = 2000) -> str:
-    """Provider text with any secret and anything shaped like a key masked, cut to `limit` chars."""
+def mask_secrets(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every secret's value replaced by `***`."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    return re.sub(r"\b(sk|pk|rk|key)-[A-Za-z0-9_\-]{8,}", r"\1-***", text)[:limit]
+    return text
+
+
+def redact(text: str, secrets: Iterable[str], limit: int = 2000) -> str:
+    """Provider text with any secret and anything shaped like a key masked, cut to `limit` chars."""
+    return re.sub(r"\b(sk|pk|rk|key)-[A-Za-z0-9_\-]{8,}", r"\1-***", mask_secrets(text, secrets))[:limit]
 
 
 def redact_bytes(data: bytes, secrets: Iterable) -> bytes:
@@ -4935,12 +4939,9 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> dict:
         report = build_report(entries, baseline, generated)
     except ValueError as err:
         raise K2vvError(f"cannot compare these runs: {err}") from None
-    out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "report.json", report)
     for name, render in (("report.md", render_report_md), ("report.html", render_report_html)):
-        tmp = out_dir / (name + ".tmp")
-        tmp.write_text(render(report), encoding="utf-8")
-        os.replace(tmp, out_dir / name)
+        write_text_atomic(out_dir / name, render(report))
     return report
 
 
@@ -5357,12 +5358,8 @@ def resume_command(argv: list, api_key: str | None) -> str:
             if re.match(r"(--[\w-]+=)?\w+://", arg):
                 flag, _, url = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
                 arg = (flag + "=" if flag else "") + _public_url(url)
-            kept.append(redact_secret(arg, api_key))
+            kept.append(mask_secrets(arg, [api_key]))
     return shlex.join(["k2vv"] + kept)
-
-
-def redact_secret(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
 
 
 def crash_report(err: BaseException, secrets: Iterable[str]) -> str:
@@ -5370,8 +5367,7 @@ def crash_report(err: BaseException, secrets: Iterable[str]) -> str:
     import tempfile
     import traceback
     text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    for secret in secrets:
-        text = redact_secret(text, secret)
+    text = mask_secrets(text, secrets)
     fd, path = tempfile.mkstemp(prefix="k2vv-crash-", suffix=".txt")
     with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as fh:
         fh.write(f"k2vv {__version__} on Python {sys.version.split()[0]}\n{text}")
@@ -6040,9 +6036,7 @@ def main(argv: list[str] | None = None) -> int:
             where = crash_report(err, secrets)
         except OSError as write_err:
             where = f"(could not be written: {write_err.strerror or write_err})"
-        what = redact_secret(str(err).splitlines()[0][:200] if str(err) else "", secrets[0] if secrets else None)
-        for secret in secrets[1:]:
-            what = redact_secret(what, secret)
+        what = mask_secrets(str(err).splitlines()[0][:200] if str(err) else "", secrets)
         print(f"k2vv: internal error (a bug in k2vv, not the provider's fault): {type(err).__name__}"
               f"{': ' + what if what else ''}; traceback in {where}", file=sys.stderr)
         return EXIT_INTERNAL

@@ -129,8 +129,8 @@ def report_why(summary: dict, examples: dict) -> list[dict]:
 def _example_text(example) -> str | None:
     if not example:
         return None
-    tool = f" · tool {example['tool']}" if example.get("tool") else ""
-    return f"data_index {example.get('data_index')}{tool}: {example.get('detail')}"
+    index, tool, detail = _example_parts(example)
+    return f"data_index {index}{'' if tool is None else f' · tool {tool}'}: {detail}"
 
 
 def report_row(summary: dict, examples: dict, baseline: str | None) -> dict:
