@@ -2870,7 +2870,7 @@ def probe_problems(probe, number: int, path: str) -> list[str]:
     """What is wrong with one line of a probe pack (every problem, one string each)."""
     where = f"{path}:{number}"
     if not isinstance(probe, dict):
-        return [f"{where}: a {_json_type(probe)} (expected an object with name, rule and requests)"]
+        return [f"{where}: the line is {_json_type(probe)} (expected an object with name, rule and requests)"]
     out = []
     if not isinstance(probe.get("name"), str) or not probe["name"]:
         out.append(f"{where}: name missing (expected a string)")
@@ -2880,7 +2880,8 @@ def probe_problems(probe, number: int, path: str) -> list[str]:
     wanted = 2 if probe.get("rule") in PROBE_PAIRS else 1
     if not isinstance(requests, list) or len(requests) != wanted or not all(
             isinstance(r, dict) and isinstance(r.get("messages"), list) for r in requests):
-        out.append(f"{where}: requests must be a list of {wanted} request bodies with messages")
+        bodies = "1 request body" if wanted == 1 else f"{wanted} request bodies"
+        out.append(f"{where}: requests must be a list of {bodies} with messages")
     return out
 
 
