@@ -1,4 +1,4 @@
-"""Argument accuracy against `expected` (DESIGN §10): k2vv.expected_verdict must give, case for case,
+"""Argument accuracy against `expected` (DESIGN §10): k2vv_judge.expected_verdict must give, case for case,
 the verdict of BFCL v4's own checker. tests/data/arguments-cases.json holds hand-written cases whose
 `matched` and `error` were produced by running bfcl-eval 2026.3.23 itself (see the file's "about")."""
 import copy
@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import k2vv
+import k2vv_judge
 from conftest import ROOT
 
 CASES_FILE = ROOT / "tests" / "data" / "arguments-cases.json"
@@ -48,7 +49,7 @@ BFCL_ERROR_TYPES = {
 def _expected_verdict():
     fn = getattr(k2vv, "expected_verdict", None)
     if fn is None:
-        pytest.fail("k2vv.expected_verdict(expected, calls, tools, category) -> (matched, error) "
+        pytest.fail("k2vv_judge.expected_verdict(expected, calls, tools, category) -> (matched, error) "
                     "is not implemented yet (DESIGN §10)")
     return fn
 

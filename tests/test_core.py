@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 
 import k2vv
+import k2vv_judge
 from conftest import EXCHANGES, FIXTURES, ROOT, call_verdict, check_summary, load_exchange, write_jsonl
 
 
@@ -113,8 +114,8 @@ def test_schema_mismatch_reports_pointer_and_rule():
 def test_default_values_are_never_written_into_arguments():
     schema = {"type": "object", "properties": {"unit": {"type": "string", "default": "celsius"}}}
     args = {"city": "Oslo"}
-    compiled = k2vv.compile_tool_schema(schema)
-    assert k2vv.check_instance(compiled, args) is None
+    compiled = k2vv_judge.compile_tool_schema(schema)
+    assert k2vv_judge.check_instance(compiled, args) is None
     assert args == {"city": "Oslo"}
 
 

@@ -1,5 +1,5 @@
-"""The layout of DESIGN §1, held by tests: the simulator and the report renderer import nothing
-from k2vv, and every top-level function and class of the product is used by the product itself
+"""The layout of DESIGN §1, held by tests: the sibling modules (the judge, the HTTP edge, the
+simulator, the report renderer) import nothing from k2vv, and every top-level function and class of the product is used by the product itself
 (a function only tests call is a second API that proves nothing about the first)."""
 import ast
 from pathlib import Path
@@ -8,7 +8,9 @@ import k2vv
 import k2vv_sim
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ("k2vv.py", "k2vv_sim.py", "k2vv_report.py")
+SIBLINGS = ("k2vv_judge.py", "k2vv_sim.py", "k2vv_report.py")
+LAZY = {"k2vv_sim", "k2vv_report"}  # optional parts: imported by the commands that need them
+MODULES = ("k2vv.py", *SIBLINGS)
 ENTRY_POINTS = {"main"}  # the console script
 
 
@@ -16,8 +18,8 @@ def _tree(name: str) -> ast.Module:
     return ast.parse((ROOT / name).read_text(encoding="utf-8"))
 
 
-def test_sim_and_report_import_nothing_from_k2vv():
-    for name in ("k2vv_sim.py", "k2vv_report.py"):
+def test_siblings_import_nothing_from_k2vv():
+    for name in SIBLINGS:
         for node in ast.walk(_tree(name)):
             if isinstance(node, ast.Import):
                 assert all(a.name != "k2vv" for a in node.names), name
@@ -29,7 +31,14 @@ def test_k2vv_imports_its_siblings_only_inside_the_commands_that_need_them():
     for node in _tree("k2vv.py").body:  # module level only
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [a.name for a in node.names] + [getattr(node, "module", None)]
-            assert not {"k2vv_sim", "k2vv_report"} & set(names)
+            assert not LAZY & set(names)
+
+
+def test_every_module_ships():
+    """build.sh (pyz), pyproject.toml (wheel, sdist) and the pyz test list the same modules."""
+    for packaging in ("build.sh", "pyproject.toml", "tests/test_pyz.py"):
+        text = (ROOT / packaging).read_text(encoding="utf-8")
+        assert all(module in text for module in MODULES), packaging
 
 
 def test_help_names_the_simulator_personalities_without_importing_it():

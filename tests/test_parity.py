@@ -34,6 +34,7 @@ from jsonschema import validators
 ROOT = Path(__file__).resolve().parents[1]
 
 import k2vv  # noqa: E402
+import k2vv_judge  # noqa: E402
 import k2vv_sim as sim  # noqa: E402
 from conftest import call_verdict  # noqa: E402
 
@@ -156,7 +157,7 @@ def uses_content_keywords(schema, instance) -> bool:
 
 
 def uses_custom_metaschema(schema, instance) -> bool:
-    return isinstance(schema, dict) and k2vv.is_custom_metaschema(k2vv.schema_draft(schema))
+    return isinstance(schema, dict) and k2vv_judge.is_custom_metaschema(k2vv_judge.schema_draft(schema))
 
 
 def uses_not_enforced(schema, instance) -> bool:
@@ -232,11 +233,11 @@ DIFFERENCES = (
                "annotations, as draft-07 allows (notes §2b). Rare in tool schemas"),
     Difference("arguments that are not an object", ("invalid",), ("valid",), is_not_an_object,
                "tool-call arguments must be a JSON object whatever the schema says (OpenAI function "
-               "calling; k2vv.check_instance); a schema like {} accepts any JSON value"),
-    Difference("a dataset fault", ("unscored",), ("invalid",), lambda schema, instance: bool(k2vv.schema_faults(schema)),
+               "calling; k2vv_judge.check_instance); a schema like {} accepts any JSON value"),
+    Difference("a dataset fault", ("unscored",), ("invalid",), lambda schema, instance: bool(k2vv_judge.schema_faults(schema)),
                "an enum none of whose values has the declared type (BFCL-live: integer properties whose "
                "enum lists strings) or required properties additionalProperties forbids: no value can be "
-               "valid there, so a call that fails there is the dataset's fault, unscored (k2vv.schema_faults)"),
+               "valid there, so a call that fails there is the dataset's fault, unscored (k2vv_judge.schema_faults)"),
     Difference("2020-12 schema with draft-07 tuple items", ("valid", "invalid"), ("error",), anything,
                "`items: [...]` under a 2020-12 $schema is a metaschema error for jsonschema; k2vv desugars "
                "2020-12 to draft-07, where tuple `items` is legal, so it judges the call by the tuple the "
@@ -432,12 +433,12 @@ def test_k2vv_upstream_differences_are_the_known_bugs(data_rows):
 def _compiled_verdict(schema, instance, memo=None) -> str:
     """The verdict of the schema compiled now (never deferred); `memo` keeps compiled schemas by key."""
     key = json.dumps(schema, sort_keys=True)
-    compiled = (memo or {}).get(key) or k2vv.compile_tool_schema(schema)
+    compiled = (memo or {}).get(key) or k2vv_judge.compile_tool_schema(schema)
     if memo is not None:
         memo[key] = compiled
     if compiled.unscored:
         return "unscored"
-    return "valid" if k2vv.check_instance(compiled, instance) is None else "invalid"
+    return "valid" if k2vv_judge.check_instance(compiled, instance) is None else "invalid"
 
 
 # Where fastjsonschema and a naive reading of JSON Schema part ways: plainly_valid must never say
@@ -468,8 +469,8 @@ PLAIN_TRAPS = [
 
 @pytest.mark.parametrize("schema, instance", PLAIN_TRAPS)
 def test_plainly_valid_never_says_valid_where_the_compiled_validator_does_not(schema, instance):
-    assert k2vv.is_plain_schema(schema)
-    if k2vv.plainly_valid(schema, instance):
+    assert k2vv_judge.is_plain_schema(schema)
+    if k2vv_judge.plainly_valid(schema, instance):
         assert _compiled_verdict(schema, instance) == "valid"
 
 
@@ -480,12 +481,12 @@ def test_plain_schemas_are_judged_as_compiled_over_the_open_data(data_rows):
     plain_keys, wrong, checked, memo = set(), [], 0, {}
     for row in data_rows:
         schema = row["schema"]
-        if not k2vv._deferrable(schema):
+        if not k2vv_judge._deferrable(schema):
             continue
         plain_keys.add(row["key"])
         compiled = _compiled_verdict(schema, row["instance"], memo)
         assert compiled != "unscored", row["where"]
-        if k2vv.plainly_valid(schema, row["instance"]):
+        if k2vv_judge.plainly_valid(schema, row["instance"]):
             checked += 1
             if compiled != "valid":
                 wrong.append(describe(row, "jsonschema"))

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 import k2vv
+import k2vv_judge
 from conftest import call_verdict
 
 MARK = "K2VV_PWNED"
@@ -47,10 +48,10 @@ def no_mark():
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_schema_compiles_to_nothing_that_runs(name):
-    compiled = k2vv.compile_tool_schema(HOSTILE[name])
+    compiled = k2vv_judge.compile_tool_schema(HOSTILE[name])
     if compiled.validate is not None:
         for instance in ({}, {"a": "x", "b": 1}, {f'"); {RUN}; ("': "x"}, {"a": 1}):
-            k2vv.check_instance(compiled, instance)
+            k2vv_judge.check_instance(compiled, instance)
     else:
         assert compiled.unscored  # refused: the dataset's problem, reported, never a crash
     assert not hasattr(builtins, MARK)
@@ -61,7 +62,7 @@ def test_guard_rejects_the_fastjsonschema_2_21_injection(monkeypatch):
     generates for the payload is valid Python that calls __import__ — the guard must refuse it."""
     import fastjsonschema.generator as generator
     monkeypatch.setattr(generator.CodeGenerator, "e", lambda self, s: str(s).replace('"', '\\"'))
-    compiled = k2vv.compile_tool_schema(HOSTILE["dependencies_key_breakout"])
+    compiled = k2vv_judge.compile_tool_schema(HOSTILE["dependencies_key_breakout"])
     assert compiled.validate is None and "__import__" in compiled.unscored
 
 
@@ -75,7 +76,7 @@ def test_guard_rejects_the_fastjsonschema_2_21_injection(monkeypatch):
 ])
 def test_guard_refuses_code_outside_the_allowlist(source):
     with pytest.raises(ValueError):
-        k2vv._check_generated_code(compile(source, "<test>", "exec"))
+        k2vv_judge._check_generated_code(compile(source, "<test>", "exec"))
 
 
 class _Counter(http.server.BaseHTTPRequestHandler):
@@ -101,7 +102,7 @@ def test_remote_refs_are_never_fetched_nor_files_read(tmp_path):
     try:
         for ref in [f"http://127.0.0.1:{server.server_port}/schema.json", f"file://{secret}",
                     "https://example.invalid/x.json", "urn:x:y", "other.json#/a"]:
-            compiled = k2vv.compile_tool_schema({"type": "object", "properties": {"a": {"$ref": ref}}})
+            compiled = k2vv_judge.compile_tool_schema({"type": "object", "properties": {"a": {"$ref": ref}}})
             assert compiled.validate is None and compiled.unscored, ref
             assert "SECRET-CONTENT" not in compiled.unscored
         assert _Counter.hits == 0
@@ -117,14 +118,14 @@ def test_every_open_data_schema_compiles_without_false_alarm():
     for name in ("bfcl-live.jsonl.gz", "k2vv-dialect.jsonl.gz"):
         for line in gzip.decompress((ROOT / "tests/data" / name).read_bytes()).decode().splitlines():
             for tool in json.loads(line).get("tools", []):
-                compiled = k2vv.tool_schema(tool["function"].get("parameters"))
+                compiled = k2vv_judge.tool_schema(tool["function"].get("parameters"))
                 if compiled.unscored and "generated code" in compiled.unscored:
                     refused.append((tool["function"]["name"], compiled.unscored))
     assert refused == []
 
 
 def test_the_schema_memo_forgets_its_oldest_entries_and_verdicts_stay(monkeypatch):
-    monkeypatch.setattr(k2vv._SCHEMA_CACHE, "limit", 3)
+    monkeypatch.setattr(k2vv_judge._SCHEMA_CACHE, "limit", 3)
     schemas = [{"type": "object", "properties": {f"p{i}": {"type": "integer"}}, "required": [f"p{i}"]}
                for i in range(10)]
     cases = [(s, {f"p{i}": i}, "valid") for i, s in enumerate(schemas)] + \
@@ -132,4 +133,4 @@ def test_the_schema_memo_forgets_its_oldest_entries_and_verdicts_stay(monkeypatc
             [(s, {}, "invalid") for s in schemas]
     for schema, instance, expected in cases:
         assert call_verdict(schema, instance) == expected
-        assert len(k2vv._SCHEMA_CACHE) <= 3
+        assert len(k2vv_judge._SCHEMA_CACHE) <= 3

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import k2vv
+import k2vv_judge
 from conftest import call_verdict
 
 PROPERTY = settings(max_examples=400, deadline=None, derandomize=True, database=None,
@@ -107,12 +108,12 @@ def instances(draw, schema, depth=0):
 
 
 def compiled_verdict(parameters, instance) -> str:
-    compiled = k2vv.compile_tool_schema(parameters)
+    compiled = k2vv_judge.compile_tool_schema(parameters)
     if compiled.unscored:
         return "unscored"
     try:
-        return "valid" if k2vv.check_instance(compiled, instance) is None else "invalid"
-    except k2vv.CannotJudge:
+        return "valid" if k2vv_judge.check_instance(compiled, instance) is None else "invalid"
+    except k2vv_judge.CannotJudge:
         return "unscored"
 
 
@@ -134,9 +135,9 @@ def test_first_use_and_compiled_paths_give_one_verdict(case):
     parameters, calls = case
     reference = [compiled_verdict(parameters, args) for args in calls]
     for args, expected in zip(calls, reference):
-        k2vv._SCHEMA_CACHE.clear()  # a fresh memo: a first call may be judged by plainly_valid
+        k2vv_judge._SCHEMA_CACHE.clear()  # a fresh memo: a first call may be judged by plainly_valid
         assert call_verdict(parameters, args) == expected, (json.dumps(parameters), args)
-    k2vv._SCHEMA_CACHE.clear()
+    k2vv_judge._SCHEMA_CACHE.clear()
     assert [call_verdict(parameters, args) for args in calls] == reference, json.dumps(parameters)
 
 
@@ -145,8 +146,8 @@ def test_first_use_and_compiled_paths_give_one_verdict(case):
 def test_json_equal_is_json_equality(value, data):
     """json_equal (plainly_valid's enum test) is equality of JSON values, at every depth."""
     other = data.draw(near(value) | VALUES)
-    assert k2vv.json_equal(value, other) == (_tagged(value) == _tagged(other))
-    assert k2vv.json_equal(value, value)
+    assert k2vv_judge.json_equal(value, other) == (_tagged(value) == _tagged(other))
+    assert k2vv_judge.json_equal(value, value)
 
 
 def _tagged(value):

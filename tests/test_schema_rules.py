@@ -4,22 +4,23 @@ covers what it can; these cover the cases it does not, and name the rule when on
 import pytest
 
 import k2vv
+import k2vv_judge
 from conftest import call_verdict
 
 OBJ = {"type": "object"}
 
 
 @pytest.mark.parametrize("uri, draft", [
-    ("http://json-schema.org/draft-07/schema#", k2vv.DRAFT07),
-    ("http://json-schema.org/draft-07/schema", k2vv.DRAFT07),
+    ("http://json-schema.org/draft-07/schema#", k2vv_judge.DRAFT07),
+    ("http://json-schema.org/draft-07/schema", k2vv_judge.DRAFT07),
     ("http://json-schema.org/draft-04/schema#", "http://json-schema.org/draft-04/schema#"),
     ("https://json-schema.org/draft/2020-12/schema", "2020-12"),
     ("https://json-schema.org/draft/2020-12/schema#", "2020-12"),
     ("https://json-schema.org/draft/2019-09/schema", "2019-09"),
 ])
 def test_standard_metaschemas_name_their_draft(uri, draft):
-    assert k2vv.schema_draft({"$schema": uri}) == draft
-    assert not k2vv.tool_schema({**OBJ, "$schema": uri}).unscored
+    assert k2vv_judge.schema_draft({"$schema": uri}) == draft
+    assert not k2vv_judge.tool_schema({**OBJ, "$schema": uri}).unscored
 
 
 @pytest.mark.parametrize("uri", [
@@ -30,7 +31,7 @@ def test_standard_metaschemas_name_their_draft(uri, draft):
 ])
 def test_any_other_metaschema_is_custom_and_unscored(uri):
     schema = {**OBJ, "$schema": uri, "properties": {"n": {"minimum": 10}}}
-    assert k2vv.tool_schema(schema).unscored == \
+    assert k2vv_judge.tool_schema(schema).unscored == \
         f"custom meta-schema {uri!r} is not judged (k2vv reads the standard drafts only)"
     assert call_verdict(schema, {"n": 1}) == "unscored"
 
@@ -110,7 +111,7 @@ def test_a_recursive_schema_that_consumes_data_is_judged():
       "properties": {"x": {"$ref": "#/$defs/a"}}}, "#/$defs/a -> #/$defs/a/not -> #/$defs/a"),
 ])
 def test_a_ref_loop_that_never_consumes_data_is_unscored_and_named(schema, loop):
-    assert k2vv.tool_schema(schema).unscored == f"$ref loop {loop} never consumes data"
+    assert k2vv_judge.tool_schema(schema).unscored == f"$ref loop {loop} never consumes data"
     assert call_verdict(schema, {"x": 1}) == "unscored"
 
 
@@ -130,12 +131,12 @@ def test_a_loop_nobody_refers_to_or_beside_an_ignored_draft07_ref_is_no_loop():
 ])
 def test_a_ref_the_schema_does_not_hold_is_unscored(ref, reason):
     schema = {"type": "object", "properties": {"x": {"type": "string"}, "y": {"$ref": ref}}}
-    assert k2vv.tool_schema(schema).unscored == reason
+    assert k2vv_judge.tool_schema(schema).unscored == reason
 
 
 def test_the_name_k2vv_keeps_for_ref_targets_is_refused_not_overwritten():
-    schema = {"type": "object", k2vv.REF_TARGETS: {}, "properties": {"x": {"$ref": "#/properties/y"}, "y": {}}}
-    assert "k2vv keeps for itself" in k2vv.tool_schema(schema).unscored
+    schema = {"type": "object", k2vv_judge.REF_TARGETS: {}, "properties": {"x": {"$ref": "#/properties/y"}, "y": {}}}
+    assert "k2vv keeps for itself" in k2vv_judge.tool_schema(schema).unscored
 
 
 # ---- a validator that stops without a verdict: unscored, never schema_mismatch --------------------
@@ -229,7 +230,7 @@ def test_patterns_match_as_ecma_262_says(pattern, matching, other):
 ])
 def test_a_pattern_without_a_faithful_translation_is_unscored(pattern, why):
     schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": pattern}}}
-    assert k2vv.tool_schema(schema).unscored == f"pattern {pattern!r} is not judged: {why}"
+    assert k2vv_judge.tool_schema(schema).unscored == f"pattern {pattern!r} is not judged: {why}"
 
 
 def test_a_mismatch_quotes_the_pattern_as_written():

@@ -8,12 +8,12 @@ carry `"$schema": "https://json-schema.org/draft/2020-12/schema"` (added where a
 k2vv would read draft-07 otherwise).
 
 Two paths, because k2vv has two ways to reach a verdict:
-- `first_use`: the first call of a schema, on a fresh memo (`k2vv._SCHEMA_CACHE.clear()`; k2vv has no
+- `first_use`: the first call of a schema, on a fresh memo (`k2vv_judge._SCHEMA_CACHE.clear()`; k2vv has no
   public reset). A *plain* draft-07 schema may then be judged by `plainly_valid` without compiling.
 - `compiled`: a later call. The memo is cleared and a throwaway `{}` is judged twice (a deferred
   schema's first call marks it used, its second compiles it), then every test of the case; the
   harness checks that the schema really was compiled (`tool_schema(...).deferred is None`).
-The memo of validators by shape (`k2vv._VALIDATOR_OF_SHAPE`) is kept: it holds no per-schema state
+The memo of validators by shape (`k2vv_judge._VALIDATOR_OF_SHAPE`) is kept: it holds no per-schema state
 (only compiled validators of $ref-free schemas), and it keeps the first-use path fast.
 
 Non-object instances. Tool arguments are JSON objects, and `check_instance` says so: whatever the
@@ -32,7 +32,7 @@ k2vv's rule, not a schema verdict, so for the ~2/3 of suite tests whose instance
   `test_nesting_keeps_the_reference_verdict` checks with jsonschema (the reference judge of the
   parity tests) that nesting changes no verdict over the ~2,200 tests it applies to;
 - a schema that cannot be nested (30 tests per path today) is judged by its compiled validator,
-  `k2vv.tool_schema(S).validate(instance)`, read as check_instance reads it (view `validator`); if
+  `k2vv_judge.tool_schema(S).validate(instance)`, read as check_instance reads it (view `validator`); if
   the schema were still deferred (never, today) the test would be `n/a`.
 Object instances are judged in the `direct` view.
 
@@ -68,6 +68,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import k2vv  # noqa: E402
+import k2vv_judge  # noqa: E402
 from conftest import call_verdict  # noqa: E402
 
 SUITE = Path(__file__).resolve().parent / "data" / "json-schema-test-suite"
@@ -444,7 +445,7 @@ class RuleBreak:
 
 
 def _fresh():
-    k2vv._SCHEMA_CACHE.clear()
+    k2vv_judge._SCHEMA_CACHE.clear()
 
 
 def _reason(parameters, arguments, verdict: str) -> str | None:
@@ -465,7 +466,7 @@ def validator_verdict(schema, instance) -> tuple[str, str | None]:
         return "valid", None
     try:
         schema.validate(instance)
-    except k2vv.CannotJudge as err:
+    except k2vv_judge.CannotJudge as err:
         return "unscored", str(err)
     except Exception as err:  # noqa: BLE001
         if type(err).__name__ != "JsonSchemaValueException":
@@ -485,13 +486,13 @@ def judge_case(case: Case) -> tuple[list[Judgment], list[RuleBreak]]:
                 if parameters is not None:
                     call_verdict(parameters, THROWAWAY)  # marks a deferred schema used (or compiles)
                     call_verdict(parameters, THROWAWAY)  # the second call of a deferred schema compiles it
-                    assert k2vv.tool_schema(parameters).deferred is None, f"{case.where}: not compiled"
+                    assert k2vv_judge.tool_schema(parameters).deferred is None, f"{case.where}: not compiled"
 
         def judge(parameters, arguments):
             shortcut = False
             if path == "first_use":
                 _fresh()
-                shortcut = k2vv.tool_schema(parameters).deferred is not None  # what classify_call does first
+                shortcut = k2vv_judge.tool_schema(parameters).deferred is not None  # what classify_call does first
             return call_verdict(parameters, arguments), shortcut
 
         for test in case.tests:
@@ -508,9 +509,9 @@ def judge_case(case: Case) -> tuple[list[Judgment], list[RuleBreak]]:
                     verdict, shortcut = judge(parameters, arguments)
                 elif verdict == "unscored":  # the schema itself is unscored: an outcome like any other
                     view, parameters, arguments = "direct", direct, data
-                elif k2vv.tool_schema(direct).deferred is None:  # compiled: ask its validator
+                elif k2vv_judge.tool_schema(direct).deferred is None:  # compiled: ask its validator
                     view, parameters, arguments = "validator", direct, data
-                    verdict, said = validator_verdict(k2vv.tool_schema(direct), data)
+                    verdict, said = validator_verdict(k2vv_judge.tool_schema(direct), data)
                 else:
                     judgments.append(Judgment(case, test, path, "-", direct, data, None, "n/a"))
                     continue
