@@ -1,4 +1,4 @@
-"""The runner's pace (k2vv.Pace): it starts low, grows while answers flow, shrinks on "too many"
+"""The runner's pace (k2vv_http.Pace): it starts low, grows while answers flow, shrinks on "too many"
 (429/503/529 and spent rate-limit budgets), grows back, and never exceeds the ceiling. The rules
 are checked on the controller itself, then a whole run against a loopback vendor with a fixed
 number of slots. No timing asserts: speed is the benchmark's business (bench/bench_pace.py)."""
@@ -10,12 +10,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import k2vv
+import k2vv_http
 from conftest import write_jsonl
 
 STOP = threading.Event()
 
 
-def send(pace: k2vv.Pace, outcome: str, wait=None) -> None:
+def send(pace: k2vv_http.Pace, outcome: str, wait=None) -> None:
     """One attempt through the controller: take a slot, report how it went."""
     episode = pace.acquire(STOP)
     assert episode is not None
@@ -23,7 +24,7 @@ def send(pace: k2vv.Pace, outcome: str, wait=None) -> None:
 
 
 def test_it_starts_low_and_grows_one_per_answer_until_the_first_too_many():
-    pace = k2vv.Pace(ceiling=32)
+    pace = k2vv_http.Pace(ceiling=32)
     assert pace.limit == 4
     for _ in range(10):
         send(pace, "ok")
@@ -31,14 +32,14 @@ def test_it_starts_low_and_grows_one_per_answer_until_the_first_too_many():
 
 
 def test_it_never_exceeds_the_ceiling():
-    pace = k2vv.Pace(ceiling=6)
+    pace = k2vv_http.Pace(ceiling=6)
     for _ in range(100):
         send(pace, "ok")
     assert pace.limit == 6
 
 
 def test_a_429_shrinks_it_once_per_episode_then_it_climbs_back_to_the_edge_and_probes_slowly():
-    pace = k2vv.Pace(ceiling=64)
+    pace = k2vv_http.Pace(ceiling=64)
     for _ in range(16):
         send(pace, "ok")
     assert pace.limit == 20
@@ -55,7 +56,7 @@ def test_a_429_shrinks_it_once_per_episode_then_it_climbs_back_to_the_edge_and_p
 
 
 def test_a_spent_budget_shrinks_it_and_holds_every_request_until_the_reset():
-    pace = k2vv.Pace(ceiling=8)
+    pace = k2vv_http.Pace(ceiling=8)
     episode = pace.acquire(STOP)
     pace.release(episode, "spent", wait=30.0, now=0.0)  # an answer that says: budget spent for 30 s
     assert pace.limit == 3 and pace.rate_limited == 0
@@ -71,7 +72,7 @@ def test_a_spent_budget_shrinks_it_and_holds_every_request_until_the_reset():
     ({}, None),
 ])
 def test_rate_limit_headers_say_how_long_a_spent_budget_lasts(headers, wait):
-    assert k2vv.ratelimit_wait(headers, now=0.0) == wait
+    assert k2vv_http.ratelimit_wait(headers, now=0.0) == wait
 
 
 class SlotVendor(ThreadingHTTPServer):

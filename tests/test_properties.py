@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import k2vv
+import k2vv_http
 
 # too_slow is about drawing examples, not about k2vv: a slow CI machine must not fail on it.
 PROPERTY = settings(max_examples=200, deadline=None, derandomize=True, database=None,
@@ -126,7 +127,7 @@ def test_any_split_of_the_arguments_reassembles_to_the_same_calls(data):
 
 def wire_payloads(chunks: list) -> list:
     """What the runner makes of a body that arrived in these reads: split_lines, then
-    iter_sse_payloads (k2vv.send_once)."""
+    iter_sse_payloads (k2vv_http.send_once)."""
     return list(k2vv.iter_sse_payloads(k2vv.split_lines(chunks)))
 
 
