@@ -1442,62 +1442,6 @@ def exit_code_of(verdict: dict) -> int:
     return {"pass": EXIT_PASS, "fail": EXIT_FAIL}.get(verdict["status"], EXIT_INCONCLUSIVE)
 
 
-# ---- 2i. results lines, read back: JUnit for CI, and two runs compared case by case ------------
-
-# What makes a case fail in JUnit (DESIGN §7): a schema failure, or no scored answer.
-JUNIT_FAILURES = frozenset({"invalid", "empty_tool_calls", "failed", "truncated", "rejected", "unanswered"})
-_XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def case_label(rec: dict) -> str:
-    """A results line's case as a person names it: its `id`, else `data_index N` (+ trial)."""
-    own = rec.get("case_id")  # the line's `id`, or the hash of its body when it has none
-    label = own if isinstance(own, str) and own and not _is_hash(own) else f"data_index {rec.get('data_index')}"
-    return label + (f" trial {rec['sample']}" if rec.get("sample") else "")
-
-
-def _is_hash(text) -> bool:
-    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
-
-
-def failure_message(rec: dict) -> str:
-    """Why a case failed, in one line: its class, then the first bad call's tool, pointer and
-    message, or the error that left it unanswered."""
-    cls = rec.get("response_class")
-    bad = next((c for c in rec.get("calls") or [] if isinstance(c, dict) and c.get("class") != "valid"), None)
-    if bad is not None:
-        where = f" at {bad['pointer'] or '/'}" if bad.get("pointer") is not None else ""
-        return f"{cls}: {bad.get('class')} in tool {bad.get('name')!r}{where}: {bad.get('message') or ''}".rstrip(": ")
-    reason = "finish_reason tool_calls without calls" if cls == "empty_tool_calls" else rec.get("error_class")
-    return f"{cls}: {reason}"
-
-
-def junit_xml(lines: Iterable[str], suite: str) -> str:
-    """A JUnit document with one testcase per results line (DESIGN §7)."""
-    from xml.sax.saxutils import escape, quoteattr
-    clean = lambda text: _XML_UNSAFE.sub("\ufffd", str(text))
-    cases, failures = [], 0
-    for text in lines:
-        try:
-            rec = read_json(text)
-        except ValueError:
-            continue
-        if not isinstance(rec, dict):
-            continue
-        name = quoteattr(clean(case_label(rec)))
-        if rec.get("response_class") in JUNIT_FAILURES:
-            failures += 1
-            message = clean(failure_message(rec))[:1000]
-            cases.append(f'  <testcase classname={quoteattr(clean(suite))} name={name}>\n'
-                         f'    <failure type={quoteattr(clean(rec.get("response_class")))} message={quoteattr(message)}>'
-                         f'{escape(message)}</failure>\n  </testcase>')
-        else:
-            cases.append(f"  <testcase classname={quoteattr(clean(suite))} name={name}/>")
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<testsuite name={quoteattr(clean(suite))} tests="{len(cases)}" failures="{failures}" errors="0" skipped="0">\n'
-            + "\n".join(cases) + ("\n" if cases else "") + "</testsuite>\n")
-
-
 def answer_view(rec: dict) -> dict:
     """What `k2vv diff` compares of a results line: answered, trigger, tool names, class, the
     calls' arguments (canonical after parsing), findings."""
@@ -1514,26 +1458,15 @@ def answer_view(rec: dict) -> dict:
             "arguments": sorted(args), "findings": sorted(rec.get("findings") or [])}
 
 
-def diff_cases(mine: dict, theirs: dict) -> list[str]:
-    """How two answers to one case differ, one phrase a kind, in DIFF_KINDS order ([] when alike)."""
-    if mine == theirs:
-        return []
-    out = []
-    if mine["answered"] != theirs["answered"]:
-        return [f"answered: {_yes(mine['answered'])} → {_yes(theirs['answered'])}"]
-    if mine["trigger"] != theirs["trigger"]:
-        out.append(f"trigger: {_yes(mine['trigger'])} → {_yes(theirs['trigger'])}")
-    if mine["names"] != theirs["names"]:
-        out.append(f"names: {', '.join(mine['names']) or '-'} → {', '.join(theirs['names']) or '-'}")
-    if mine["class"] != theirs["class"]:
-        out.append(f"class: {mine['class']} → {theirs['class']}")
-    if mine["names"] == theirs["names"] and mine["arguments"] != theirs["arguments"]:
-        out.append("arguments differ")
-    if mine["findings"] != theirs["findings"]:
-        added = sorted(set(theirs["findings"]) - set(mine["findings"]))
-        gone = sorted(set(mine["findings"]) - set(theirs["findings"]))
-        out.append("findings " + " ".join([f"+{f}" for f in added] + [f"-{f}" for f in gone]))
-    return out
+def results_records(lines: Iterable[str]):
+    """The records of results.jsonl lines (a line that is not a JSON object is skipped)."""
+    for text in lines:
+        try:
+            rec = read_json(text)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            yield rec
 
 
 def _yes(flag: bool) -> str:
@@ -3345,124 +3278,9 @@ def judge_probes(probes: list[dict], groups: list[list[WorkItem]], cache: Respon
 
 # ---- 5a. one run: progress and summary ------------------------------------------------------------
 
-def _fmt(x, digits=4):
-    return "n/a" if x is None else f"{x:.{digits}f}"
-
-
-def _ci_text(ci):
-    return "" if not ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-
-
-def _fmt_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def render_progress(state: RunState, now: float) -> str:
-    """One progress line: done/total, cached, failed, rate of fresh answers, ETA."""
-    fresh = state.done - state.cached
-    elapsed = max(now - state.started, 1e-6)
-    rate = fresh / elapsed
-    left = state.total - state.done
-    eta = _fmt_duration(left / rate) if rate > 0 and left else "-"
-    return (f"{state.done}/{state.total} done · {state.cached} cached · {state.failed} failed · "
-            f"{state.retries} retries · {state.rate_limited} × 429 · {state.in_flight_limit} in flight · "
-            f"{rate:.1f}/s · ETA {eta}")
-
-
-def render_summary(summary: dict, width: int = 80) -> str:
-    """The terminal view of a summary: what was measured, how sure, and the verdict."""
-    info = summary["k2vv"]
-    total = summary["success_count"] + summary["failure_count"]
-    responses = summary["classes"]["responses"]
-    lines = [f"k2vv {info['version']} · {info.get('provider')} · {info.get('model')} · {total} requests · "
-             f"dataset {info.get('dataset')} (sha256 {str(info.get('dataset_sha256'))[:12]})"]
-    missing = ", ".join(f"{responses[c]} {c}" for c in ("unanswered", "failed", "truncated", "rejected") if responses[c])
-    lines.append(f"answered        {summary['success_count']}/{total}" + (f"  ({missing})" if missing else ""))
-    others = ", ".join(f"{k} {v}" for k, v in sorted(summary["finish_others_detail"].items()))
-    lines.append(f"finish_reason   tool_calls {summary['finish_tool_calls']} · stop {summary['finish_stop']} · "
-                 f"others {summary['finish_others']}" + (f" ({others})" if others else ""))
-    lines.append(f"schema_accuracy {_fmt(summary['schema_accuracy'])}{_ci_text(summary['schema_accuracy_ci'])}  "
-                 f"({summary['successful_tool_call_count']} valid / "
-                 f"{summary['successful_tool_call_count'] + summary['schema_validation_error_count']} triggered; "
-                 f"empty_tool_calls {responses['empty_tool_calls']}, unscored {responses['unscored']})")
-    base = summary.get("baseline")
-    if base:
-        lines.append(f"tool_call_f1    {_fmt(base['f1'])}{_ci_text(base['f1_ci'])}  precision {_fmt(base['precision'], 3)} "
-                     f"recall {_fmt(base['recall'], 3)}  TP {base['TP']} FP {base['FP']} FN {base['FN']} TN {base['TN']}  "
-                     f"coverage {_fmt(base['coverage'], 3)}  vs {base.get('name', 'baseline')}")
-    calls = {k: v for k, v in summary["classes"]["calls"].items() if v and k != "valid"}
-    if calls:
-        lines.append("call failures   " + " · ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])))
-    if summary["findings"]:
-        lines.append("findings        " + " · ".join(f"{k} {v}" for k, v in summary["findings"].items()))
-    lat = summary["latency"]
-    if lat["p50"] is not None:
-        lines.append(f"latency ms      p50 {lat['p50']:.0f} · p90 {lat['p90']:.0f} · p99 {lat['p99']:.0f} · "
-                     f"ttfb p50 {lat['ttfb_p50']:.0f}")
-    retried = sum(v for k, v in summary["attempts"].items() if int(k) > 1)
-    if retried:
-        spread = ", ".join(f"{v} × {plural(int(k), 'attempt')}" for k, v in sorted(summary["attempts"].items(),
-                                                                             key=lambda kv: int(kv[0])))
-        lines.append(f"retried         {plural(retried, 'answer')} needed more than one attempt ({spread})")
-    routing = (summary.get("routing") or {}).get("providers") or {}
-    if routing:
-        lines.append("routed to       " + " · ".join(f"{k} {v}" for k, v in sorted(routing.items(), key=lambda kv: -kv[1])))
-    pace = summary.get("runner")
-    if pace:
-        first = "n/a" if pace["first_attempt_success"] is None else f"{pace['first_attempt_success']:.0%}"
-        lines.append(f"pace            {pace['concurrency_settled']} in flight (ceiling {pace['concurrency_ceiling']}) · "
-                     f"{pace['rate_limited']} × 429/503 · {first} answered at the first attempt")
-    if summary.get("trials"):
-        t = summary["trials"]
-        lines.append(f"trials          k={t['k']} · pass@k {_fmt(t['pass_at_k'])} · pass^k {_fmt(t['pass_hat_k'])}")
-    verdict = summary["verdict"]
-    lines.append(f"verdict         {verdict['status'].upper()} — " + "; ".join(verdict["reasons"]))
-    return "\n".join(wrapped(line, width) for line in lines)
-
-
-def render_probes(report: dict, width: int = 80) -> str:
-    """The probe table: probe, pass/fail, and the vendor's answer when it fails; then a count."""
-    width = max(60, min(width, 80))
-    rows = [f"probes · {report['provider']} · {report['model']}", f"{'probe':<30} {'':<4}  the answer when it fails"]
-    for probe in report["probes"]:
-        said = "" if probe["passed"] else f"{probe['why']} · {probe['answer']}"
-        rows.append(wrapped(f"{probe['name'][:30]:<30} {'pass' if probe['passed'] else 'FAIL'}  {said}".rstrip(),
-                            width, indent=37))
-    failed = sum(not p["passed"] for p in report["probes"])
-    rows.append(f"{len(report['probes']) - failed} of {plural(len(report['probes']), 'probe')} pass"
-                + (f"; {failed} fail" if failed else ""))
-    return "\n".join(rows)
-
-
-def wrapped(line: str, width: int, indent: int = 16) -> str:
-    """A summary line folded to `width` columns, continuation lines under the value column."""
-    import textwrap
-    return "\n".join(textwrap.wrap(line, width, subsequent_indent=" " * indent, break_on_hyphens=False)) or line
-
-
 def terminal_width() -> int:
     import shutil
     return max(40, min(shutil.get_terminal_size((80, 24)).columns, 160))
-
-
-def render_providers(rows: list[dict], width: int = 80) -> str:
-    """Two lines a provider, within `width` columns: its name and the key's state; then the model,
-    where it points and where the entry came from."""
-    def key_of(r):
-        return r["key"] + (f" ({r['api_key_env']})" if r["api_key_env"] and r["key"] != "no key needed" else "")
-    name_w = min(max(len(r["name"]) for r in rows), 24)
-    key_w = min(max(len(key_of(r)) for r in rows), 36)
-    lines = []
-    for r in rows:
-        lines.append(f"{_clip(r['name'], name_w):<{name_w}}  {_clip(key_of(r), key_w)}")
-        lines.append("    " + _clip(f"{r['model']} at {r['base_url']} · {r['source']}", width - 4))
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _clip(text: str, width: int) -> str:
-    text = str(text)
-    return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
 
 
 # ---- 5b. commands -------------------------------------------------------------------------------
@@ -3575,6 +3393,7 @@ def _report_damage(cache: ResponseCache) -> None:
 
 
 def _emit(args, summary: dict) -> None:
+    from k2vv_report import render_summary
     print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else render_summary(summary, terminal_width()))
     routing = summary.get("routing") or {}
     if routing.get("mixed"):
@@ -3584,6 +3403,7 @@ def _emit(args, summary: dict) -> None:
 
 def _progress_printer(stream=None):
     """A progress callback: a redrawn line on a terminal, a plain line every 10 s otherwise."""
+    from k2vv_report import render_progress
     stream = stream or sys.stderr
     tty = stream.isatty()
     last = [0.0]
@@ -3736,6 +3556,7 @@ def setup_fault_message(error_class: str, text: str, job: Job, cli_key: str | No
 
 
 def cmd_run(args) -> int:
+    from k2vv_report import junit_xml
     if args.use_raw_completions or args.tokenizer_model:
         raise K2vvError("--use_raw_completions/--tokenizer-model are K2VV's raw /v1/completions mode, which k2vv "
                         "does not support: it verifies the chat-completions API (drop the flag)")
@@ -3784,7 +3605,7 @@ def cmd_run(args) -> int:
             write_json_atomic(job.summary_path, summary)
             if args.junit:
                 with open(job.results_path, encoding="utf-8", errors=UNPAIRED) as lines:
-                    write_text_atomic(Path(args.junit), junit_xml(lines, f"k2vv.{job.provider.name}"))
+                    write_text_atomic(Path(args.junit), junit_xml(results_records(lines), f"k2vv.{job.provider.name}"))
     _emit(args, summary)
     if stopped:
         print(f"k2vv: interrupted; answers so far are cached. Resume with: {resume_command(args.argv, api_key)}",
@@ -3799,6 +3620,7 @@ def cmd_run(args) -> int:
 def cmd_probe(args) -> int:
     """The probe pack against one provider (DESIGN §11): probe.json in the run directory, a table,
     exit 0 when every probe passes, 1 otherwise, 2 on a setup fault."""
+    from k2vv_report import render_probes
     probes = load_probe_pack(args.pack)
     job = build_job(args, test_set=load_test_set(None))
     api_key = api_key_for(job.provider, args.api_key)
@@ -3836,6 +3658,7 @@ def cmd_probe(args) -> int:
 
 
 def cmd_score(args) -> int:
+    from k2vv_report import junit_xml
     if args.program:  # a caller's process keeps its own GC settings
         # Scoring allocates millions of short-lived objects (parsed lines, answers, chunks): with the
         # modules frozen out of the collector's sight and gen-0 collections 14x rarer, score 100,000
@@ -3851,7 +3674,8 @@ def cmd_score(args) -> int:
         if args.junit:  # the results lines are needed: one pass in this process, written to memory
             lines = io.StringIO()
             summary = fold_answers(first, cache, baseline, lines)
-            write_text_atomic(Path(args.junit), junit_xml(lines.getvalue().splitlines(), f"k2vv.{job.provider.name}"))
+            write_text_atomic(Path(args.junit), junit_xml(results_records(lines.getvalue().splitlines()),
+                                                           f"k2vv.{job.provider.name}"))
         else:
             summary = fold_answers(first, cache, baseline, processes=score_processes(args.jobs, job.test_set))
         summary = with_modes(summary, job, cache, resolve_baseline(args, job))
@@ -3929,6 +3753,7 @@ def cmd_lint(args) -> int:
 
 
 def cmd_providers(args) -> int:
+    from k2vv_report import render_providers
     rows = []
     for name, (entry, source) in sorted(known_providers(args.providers).items()):
         rows.append(provider_row(name, source, entry))
@@ -3953,19 +3778,13 @@ def provider_row(name: str, source: str, entry: dict) -> dict:
 def cmd_diff(args) -> int:
     """Two runs case by case (DESIGN §10): one line per case that differs, then a count by kind;
     exit 0 when nothing differs, 1 otherwise."""
+    from k2vv_report import case_label, diff_cases
     sides = [run_results(spec, args.providers) for spec in (args.a, args.b)]
     views = []
     for path in sides:
         with open(path, encoding="utf-8", errors=UNPAIRED) as fh:
-            view = {}
-            for text in fh:
-                try:
-                    rec = read_json(text)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict) and "case_id" in rec:
-                    view[(rec.get("case_id"), rec.get("sample", 0))] = (rec, answer_view(rec))
-            views.append(view)
+            views.append({(rec.get("case_id"), rec.get("sample", 0)): (rec, answer_view(rec))
+                          for rec in results_records(fh) if "case_id" in rec})
     mine, theirs = views
     kinds, differing = Counter(), 0
     for key in sorted(set(mine) | set(theirs), key=lambda k: (

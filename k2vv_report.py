@@ -12,7 +12,8 @@ import unicodedata
 from typing import Iterable
 
 __all__ = ["REPORT_FILES", "failure_examples", "build_report", "render_report_table", "render_report_md",
-           "render_report_html"]
+           "render_report_html", "render_summary", "render_progress", "render_probes", "render_providers",
+           "junit_xml", "diff_cases", "case_label"]
 
 REPORT_FILES = ("report.json", "report.md", "report.html")
 
@@ -767,3 +768,193 @@ def failure_examples(results_lines: Iterable[str]) -> dict:
                 where = f"at {call['pointer'] or '/'}: " if call.get("pointer") is not None else ""
                 examples[name] = dict(base, tool=call.get("name"), detail=where + str(call.get("message", "")))
     return examples
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 probe', '2 probes' (k2vv has the same two lines: this module imports nothing from it)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+# ---- results lines, read back: JUnit for CI, and two runs compared case by case -----------------
+
+# What makes a case fail in JUnit (DESIGN §7): a schema failure, or no scored answer.
+JUNIT_FAILURES = frozenset({"invalid", "empty_tool_calls", "failed", "truncated", "rejected", "unanswered"})
+_XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def case_label(rec: dict) -> str:
+    """A results line's case as a person names it: its `id`, else `data_index N` (+ trial)."""
+    own = rec.get("case_id")  # the line's `id`, or the hash of its body when it has none
+    label = own if isinstance(own, str) and own and not _is_hash(own) else f"data_index {rec.get('data_index')}"
+    return label + (f" trial {rec['sample']}" if rec.get("sample") else "")
+
+
+def _is_hash(text) -> bool:
+    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def failure_message(rec: dict) -> str:
+    """Why a case failed, in one line: its class, then the first bad call's tool, pointer and
+    message, or the error that left it unanswered."""
+    cls = rec.get("response_class")
+    bad = next((c for c in rec.get("calls") or [] if isinstance(c, dict) and c.get("class") != "valid"), None)
+    if bad is not None:
+        where = f" at {bad['pointer'] or '/'}" if bad.get("pointer") is not None else ""
+        return f"{cls}: {bad.get('class')} in tool {bad.get('name')!r}{where}: {bad.get('message') or ''}".rstrip(": ")
+    reason = "finish_reason tool_calls without calls" if cls == "empty_tool_calls" else rec.get("error_class")
+    return f"{cls}: {reason}"
+
+
+def junit_xml(records: Iterable[dict], suite: str) -> str:
+    """A JUnit document with one testcase per results line (DESIGN §7)."""
+    from xml.sax.saxutils import escape, quoteattr
+    clean = lambda text: _XML_UNSAFE.sub("\ufffd", str(text))
+    cases, failures = [], 0
+    for rec in records:
+        name = quoteattr(clean(case_label(rec)))
+        if rec.get("response_class") in JUNIT_FAILURES:
+            failures += 1
+            message = clean(failure_message(rec))[:1000]
+            cases.append(f'  <testcase classname={quoteattr(clean(suite))} name={name}>\n'
+                         f'    <failure type={quoteattr(clean(rec.get("response_class")))} message={quoteattr(message)}>'
+                         f'{escape(message)}</failure>\n  </testcase>')
+        else:
+            cases.append(f"  <testcase classname={quoteattr(clean(suite))} name={name}/>")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<testsuite name={quoteattr(clean(suite))} tests="{len(cases)}" failures="{failures}" errors="0" skipped="0">\n'
+            + "\n".join(cases) + ("\n" if cases else "") + "</testsuite>\n")
+
+
+def diff_cases(mine: dict, theirs: dict) -> list[str]:
+    """How two answers to one case differ, one phrase a kind, in DIFF_KINDS order ([] when alike)."""
+    if mine == theirs:
+        return []
+    out = []
+    if mine["answered"] != theirs["answered"]:
+        return [f"answered: {_yes(mine['answered'])} → {_yes(theirs['answered'])}"]
+    if mine["trigger"] != theirs["trigger"]:
+        out.append(f"trigger: {_yes(mine['trigger'])} → {_yes(theirs['trigger'])}")
+    if mine["names"] != theirs["names"]:
+        out.append(f"names: {', '.join(mine['names']) or '-'} → {', '.join(theirs['names']) or '-'}")
+    if mine["class"] != theirs["class"]:
+        out.append(f"class: {mine['class']} → {theirs['class']}")
+    if mine["names"] == theirs["names"] and mine["arguments"] != theirs["arguments"]:
+        out.append("arguments differ")
+    if mine["findings"] != theirs["findings"]:
+        added = sorted(set(theirs["findings"]) - set(mine["findings"]))
+        gone = sorted(set(mine["findings"]) - set(theirs["findings"]))
+        out.append("findings " + " ".join([f"+{f}" for f in added] + [f"-{f}" for f in gone]))
+    return out
+
+
+# ---- one run in the terminal: progress, summary, probes, providers ---------------------------------
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def render_progress(state, now: float) -> str:
+    """One progress line: done/total, cached, failed, rate of fresh answers, ETA."""
+    fresh = state.done - state.cached
+    elapsed = max(now - state.started, 1e-6)
+    rate = fresh / elapsed
+    left = state.total - state.done
+    eta = _fmt_duration(left / rate) if rate > 0 and left else "-"
+    return (f"{state.done}/{state.total} done · {state.cached} cached · {state.failed} failed · "
+            f"{state.retries} retries · {state.rate_limited} × 429 · {state.in_flight_limit} in flight · "
+            f"{rate:.1f}/s · ETA {eta}")
+
+
+def render_summary(summary: dict, width: int = 80) -> str:
+    """The terminal view of a summary: what was measured, how sure, and the verdict."""
+    info = summary["k2vv"]
+    total = summary["success_count"] + summary["failure_count"]
+    responses = summary["classes"]["responses"]
+    lines = [f"k2vv {info['version']} · {info.get('provider')} · {info.get('model')} · {total} requests · "
+             f"dataset {info.get('dataset')} (sha256 {str(info.get('dataset_sha256'))[:12]})"]
+    missing = ", ".join(f"{responses[c]} {c}" for c in ("unanswered", "failed", "truncated", "rejected") if responses[c])
+    lines.append(f"answered        {summary['success_count']}/{total}" + (f"  ({missing})" if missing else ""))
+    others = ", ".join(f"{k} {v}" for k, v in sorted(summary["finish_others_detail"].items()))
+    lines.append(f"finish_reason   tool_calls {summary['finish_tool_calls']} · stop {summary['finish_stop']} · "
+                 f"others {summary['finish_others']}" + (f" ({others})" if others else ""))
+    lines.append(f"schema_accuracy {_frac(summary['schema_accuracy'], 4)}{_ci_text(summary['schema_accuracy_ci'])}  "
+                 f"({summary['successful_tool_call_count']} valid / "
+                 f"{summary['successful_tool_call_count'] + summary['schema_validation_error_count']} triggered; "
+                 f"empty_tool_calls {responses['empty_tool_calls']}, unscored {responses['unscored']})")
+    base = summary.get("baseline")
+    if base:
+        lines.append(f"tool_call_f1    {_frac(base['f1'], 4)}{_ci_text(base['f1_ci'])}  precision {_frac(base['precision'], 3)} "
+                     f"recall {_frac(base['recall'], 3)}  TP {base['TP']} FP {base['FP']} FN {base['FN']} TN {base['TN']}  "
+                     f"coverage {_frac(base['coverage'], 3)}  vs {base.get('name', 'baseline')}")
+    calls = {k: v for k, v in summary["classes"]["calls"].items() if v and k != "valid"}
+    if calls:
+        lines.append("call failures   " + " · ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])))
+    if summary["findings"]:
+        lines.append("findings        " + " · ".join(f"{k} {v}" for k, v in summary["findings"].items()))
+    lat = summary["latency"]
+    if lat["p50"] is not None:
+        lines.append(f"latency ms      p50 {lat['p50']:.0f} · p90 {lat['p90']:.0f} · p99 {lat['p99']:.0f} · "
+                     f"ttfb p50 {lat['ttfb_p50']:.0f}")
+    retried = sum(v for k, v in summary["attempts"].items() if int(k) > 1)
+    if retried:
+        spread = ", ".join(f"{v} × {plural(int(k), 'attempt')}" for k, v in sorted(summary["attempts"].items(),
+                                                                             key=lambda kv: int(kv[0])))
+        lines.append(f"retried         {plural(retried, 'answer')} needed more than one attempt ({spread})")
+    routing = (summary.get("routing") or {}).get("providers") or {}
+    if routing:
+        lines.append("routed to       " + " · ".join(f"{k} {v}" for k, v in sorted(routing.items(), key=lambda kv: -kv[1])))
+    pace = summary.get("runner")
+    if pace:
+        first = "n/a" if pace["first_attempt_success"] is None else f"{pace['first_attempt_success']:.0%}"
+        lines.append(f"pace            {pace['concurrency_settled']} in flight (ceiling {pace['concurrency_ceiling']}) · "
+                     f"{pace['rate_limited']} × 429/503 · {first} answered at the first attempt")
+    if summary.get("trials"):
+        t = summary["trials"]
+        lines.append(f"trials          k={t['k']} · pass@k {_frac(t['pass_at_k'], 4)} · pass^k {_frac(t['pass_hat_k'], 4)}")
+    verdict = summary["verdict"]
+    lines.append(f"verdict         {verdict['status'].upper()} — " + "; ".join(verdict["reasons"]))
+    return "\n".join(wrapped(line, width) for line in lines)
+
+
+def render_probes(report: dict, width: int = 80) -> str:
+    """The probe table: probe, pass/fail, and the vendor's answer when it fails; then a count."""
+    width = max(60, min(width, 80))
+    rows = [f"probes · {report['provider']} · {report['model']}", f"{'probe':<30} {'':<4}  the answer when it fails"]
+    for probe in report["probes"]:
+        said = "" if probe["passed"] else f"{probe['why']} · {probe['answer']}"
+        rows.append(wrapped(f"{probe['name'][:30]:<30} {'pass' if probe['passed'] else 'FAIL'}  {said}".rstrip(),
+                            width, indent=37))
+    failed = sum(not p["passed"] for p in report["probes"])
+    rows.append(f"{len(report['probes']) - failed} of {plural(len(report['probes']), 'probe')} pass"
+                + (f"; {failed} fail" if failed else ""))
+    return "\n".join(rows)
+
+
+def wrapped(line: str, width: int, indent: int = 16) -> str:
+    """A summary line folded to `width` columns, continuation lines under the value column."""
+    import textwrap
+    return "\n".join(textwrap.wrap(line, width, subsequent_indent=" " * indent, break_on_hyphens=False)) or line
+
+
+def render_providers(rows: list[dict], width: int = 80) -> str:
+    """Two lines a provider, within `width` columns: its name and the key's state; then the model,
+    where it points and where the entry came from."""
+    def key_of(r):
+        return r["key"] + (f" ({r['api_key_env']})" if r["api_key_env"] and r["key"] != "no key needed" else "")
+    name_w = min(max(len(r["name"]) for r in rows), 24)
+    key_w = min(max(len(key_of(r)) for r in rows), 36)
+    lines = []
+    for r in rows:
+        lines.append(f"{_clip(r['name'], name_w):<{name_w}}  {_clip(key_of(r), key_w)}")
+        lines.append("    " + _clip(f"{r['model']} at {r['base_url']} · {r['source']}", width - 4))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _clip(text: str, width: int) -> str:
+    text = str(text)
+    return text if len(text) <= width else text[:max(width - 1, 0)] + "…"

@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import k2vv
+import k2vv_report
 import k2vv_sim
 
 LIMIT = "60"
@@ -36,13 +37,13 @@ def test_junit_has_one_testcase_per_case_and_fails_exactly_the_failing_ones(runs
     suite = ET.parse(tmp / "sloppy.xml").getroot()
     cases = suite.findall("testcase")
     results = lines(tmp / "sloppy")
-    failing = [r for r in results if r["response_class"] in k2vv.JUNIT_FAILURES]
+    failing = [r for r in results if r["response_class"] in k2vv_report.JUNIT_FAILURES]
     assert len(cases) == len(results) == int(LIMIT) and int(suite.get("tests")) == len(cases)
     assert int(suite.get("failures")) == len(failing) > 0
     failed = {c.get("name"): c.find("failure").get("message") for c in cases if c.find("failure") is not None}
     mismatch = next(r for r in failing if any(c["class"] == "schema_mismatch" for c in r["calls"]))
     call = next(c for c in mismatch["calls"] if c["class"] == "schema_mismatch")
-    message = failed[k2vv.case_label(mismatch)]
+    message = failed[k2vv_report.case_label(mismatch)]
     assert message.startswith("invalid: schema_mismatch in tool") and repr(call["name"]) in message
     assert f"at {call['pointer'] or '/'}" in message
 
@@ -79,5 +80,5 @@ def test_diff_says_what_it_needs(tmp_path, capsys):
 def test_junit_stays_xml_whatever_the_vendor_wrote():
     line = json.dumps({"data_index": 1, "case_id": "c\x01<&>", "response_class": "invalid", "error_class": None,
                        "calls": [{"name": "f\x00", "class": "schema_mismatch", "pointer": "/a", "message": "\ud800 ]]>"}]})
-    root = ET.fromstring(k2vv.junit_xml([line], "k2vv.x"))
+    root = ET.fromstring(k2vv_report.junit_xml(k2vv.results_records([line]), "k2vv.x"))
     assert root.find("testcase").get("name") == "c\ufffd<&>" and root.get("failures") == "1"

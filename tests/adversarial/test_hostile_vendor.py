@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import k2vv
+import k2vv_report
 import k2vv_sim
 from conftest import FAKE_KEY
 
@@ -428,7 +429,7 @@ def test_any_bytes_served_as_a_200_answer_end_the_run_with_1_or_3(tmp_path, serv
 def test_an_internal_error_exits_70_with_one_line_and_a_crash_file(tmp_path, monkeypatch, capfd):
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
-    monkeypatch.setattr(k2vv, "render_summary", boom)
+    monkeypatch.setattr(k2vv_report, "render_summary", boom)
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     with k2vv_sim.SimVendor("reference") as v:
         args = ["run", "--base-url", v.url, "--model", "kimi-k2", "--limit", "3", "--cache", str(tmp_path / "cache"),
