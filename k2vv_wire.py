@@ -35,11 +35,10 @@ _NOT_FOR_COMPLETIONS = ("messages", "tools", "tool_choice", "parallel_tool_calls
 
 
 def kimi_tool_calls(text: str) -> tuple[str, list[dict], bool]:
-    """(content, calls, cut) of Kimi K2 raw text: content is the text outside every section; calls
-    are {id, name, arguments} from every section, in order; cut says a section or a call lost its
-    end marker. Calls finished before a cut are kept; a call without `<|tool_call_end|>` is not
-    (its arguments may be half written). A call without `<|tool_call_argument_begin|>` has
-    arguments "" (the model called and sent nothing: invalid JSON, the provider's fault)."""
+    """(content outside every section, [{id, name, arguments}] of every section in order, cut).
+    `cut`: a section or call lost its end marker; calls finished before it are kept, a call without
+    `<|tool_call_end|>` is not (its arguments may be half written). A call without
+    `<|tool_call_argument_begin|>` has arguments "" (invalid JSON: the provider's fault)."""
     if not isinstance(text, str):
         return "", [], False
     for singular, plural in _SINGULAR.items():
@@ -54,8 +53,7 @@ def kimi_tool_calls(text: str) -> tuple[str, list[dict], bool]:
         start += len(SECTION_BEGIN)
         end = text.find(SECTION_END, start)
         found, broken = _section_calls(text[start:] if end < 0 else text[start:end])
-        calls += found
-        cut = cut or broken or end < 0
+        calls, cut = calls + found, cut or broken or end < 0
         if end < 0:
             break
         pos = end + len(SECTION_END)
@@ -63,8 +61,7 @@ def kimi_tool_calls(text: str) -> tuple[str, list[dict], bool]:
 
 
 def _section_calls(section: str) -> tuple[list[dict], bool]:
-    """The finished calls of one section, and whether one was left unfinished (a call begun again
-    before its end marker, or never ended)."""
+    """(finished calls, whether a call was begun again before its end marker or never ended)."""
     calls, cut, pos = [], False, 0
     while (begin := section.find(CALL_BEGIN, pos)) >= 0:
         begin += len(CALL_BEGIN)
@@ -104,7 +101,6 @@ def _split_think(content: str) -> tuple[str | None, str]:
 
 
 def _raw_message(text) -> tuple[dict, bool]:
-    """(chat message, cut) of one raw text."""
     content, calls, cut = kimi_tool_calls(text if isinstance(text, str) else "")
     reasoning, content = _split_think(content)
     message = {"role": "assistant", "content": content}
@@ -129,9 +125,8 @@ def _chat_call(call_id, name, arguments) -> dict:
 
 
 def raw_request(body: dict, prompt: str) -> dict:
-    """The /v1/completions body for a prepared chat body and its rendered prompt: every field but
-    the chat-only ones (so sampling fields, `stream`, `stream_options` and vendor extras stay, as
-    in K2VV); `max_completion_tokens` becomes `max_tokens` when that is absent."""
+    """The /v1/completions body: the prepared chat body's fields but the chat-only ones (sampling,
+    `stream`, `stream_options` and vendor extras stay, as in K2VV), and the rendered prompt."""
     out = {k: v for k, v in body.items() if k not in _NOT_FOR_COMPLETIONS}
     if "max_tokens" not in out and body.get("max_completion_tokens") is not None:
         out["max_tokens"] = body["max_completion_tokens"]
@@ -185,14 +180,13 @@ def raw_stream_as_chat(payloads: list) -> tuple[list, bool]:
 
 
 def _first_choices(chunk) -> list:
-    """The choices of index 0 (or none) in a chunk: the only ones reassemble_stream reads."""
+    """The choices of index 0 (or None): the only ones reassemble_stream reads."""
     choices = chunk.get("choices") if isinstance(chunk, dict) else None
     return [c for c in choices if isinstance(c, dict) and c.get("index", 0) in (0, None)] \
         if isinstance(choices, list) else []
 
 
 def _load(payload):
-    """A payload's JSON value, None when it is not JSON (nor str/bytes, nor readable)."""
     try:
         return json.loads(payload)
     except (TypeError, ValueError, RecursionError):
@@ -200,8 +194,7 @@ def _load(payload):
 
 
 def _dump(obj) -> str:
-    """JSON text of a translated chunk; one nested beyond what Python can write again becomes a
-    payload that is not JSON, so it still counts as a bad chunk."""
+    """JSON text of a chunk; one nested too deep to write again stays a bad chunk (not JSON)."""
     try:
         return json.dumps(obj, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError):
@@ -271,24 +264,22 @@ def _input_items(message: dict, n: int) -> list:
 
 
 def _parts(content, text_type: str):
-    """Chat content as Responses content: a string stays, text parts become `text_type` parts,
-    image_url parts become input_image parts, anything else passes as it is."""
-    if content is None:
-        return ""
-    if not isinstance(content, list):
-        return content
-    out = []
-    for part in content:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            out.append({"type": text_type, "text": part.get("text")})
-        elif kind == "image_url":
-            image = part.get("image_url")
-            url, detail = (image.get("url"), image.get("detail")) if isinstance(image, dict) else (image, None)
-            out.append({"type": "input_image", "image_url": url, "detail": detail or "auto"})
-        else:
-            out.append(part)
-    return out
+    """Chat content as Responses content: text parts become `text_type` parts, image_url parts
+    input_image parts; a string and any other part pass as they are."""
+    if isinstance(content, list):
+        return [_part(p, text_type) for p in content]
+    return "" if content is None else content
+
+
+def _part(part, text_type: str):
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text":
+        return {"type": text_type, "text": part.get("text")}
+    if kind != "image_url":
+        return part
+    image = part.get("image_url")
+    url, detail = (image.get("url"), image.get("detail")) if isinstance(image, dict) else (image, None)
+    return {"type": "input_image", "image_url": url, "detail": detail or "auto"}
 
 
 def _text_of(content) -> str:
@@ -331,7 +322,7 @@ def _meta(response: dict) -> dict:
 
 
 def _output_parts(output) -> tuple[list, list, list]:
-    """(texts, reasoning texts, (call_id, name, arguments) of each function_call) of `output`."""
+    """(output texts, reasoning texts, (call_id, name, arguments) of each function_call)."""
     texts, reasoning, calls = [], [], []
     for item in output if isinstance(output, list) else ():
         kind = item.get("type") if isinstance(item, dict) else None
