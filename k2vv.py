@@ -46,6 +46,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import functools
 import gzip
 import hashlib
 import io
@@ -89,6 +90,9 @@ K2VV_ONLY_KEYS = ("id", "expected", "k2vv")
 CASE_KEYS = frozenset(("messages", "tools"))
 # finish_reason values of the OpenAI API; anything else is a conformance finding.
 STANDARD_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+# The endpoints k2vv speaks (DESIGN §12): chat is the verifier's own; the others are translated to
+# the chat shape by k2vv_wire, so one parser scores them all.
+APIS = {"chat": "/chat/completions", "completions": "/completions", "responses": "/responses"}
 REQUEST_TIME_CAP = 900.0  # seconds one request may take over all its attempts (a persistent 429 ends)
 PROGRESS_WINDOW = 120.0  # a run answered within this many seconds is "making progress" (429s cost no retry)
 DEFAULT_CONCURRENCY = 32  # a ceiling: the Pace finds what the vendor sustains below it
@@ -789,9 +793,24 @@ def parse_exchange(exchange: dict) -> Parsed | None:
     """The answer inside a raw exchange; None when it holds no 200 answer (e.g. a rejection)."""
     if exchange.get("status") != 200:
         return None
+    api = exchange.get("api", "chat")
+    if api == "chat":
+        return reassemble_stream(exchange["sse_lines"]) if "sse_lines" in exchange else \
+            parse_completion(exchange.get("body"))
+    import k2vv_wire  # the other transports: what the vendor sent is cached, translated when scored
+    cut = False
     if "sse_lines" in exchange:
-        return reassemble_stream(exchange["sse_lines"])
-    return parse_completion(exchange.get("body"))
+        payloads = exchange["sse_lines"]
+        payloads, cut = k2vv_wire.raw_stream_as_chat(payloads) if api == "completions" else \
+            (k2vv_wire.responses_stream_as_chat(payloads), False)
+        parsed = reassemble_stream(payloads)
+    else:
+        body, cut = k2vv_wire.raw_as_chat(exchange.get("body")) if api == "completions" else \
+            (k2vv_wire.responses_as_chat(exchange.get("body")), False)
+        parsed = parse_completion(body)
+    if cut:  # a tool-call section without its end marker: the calls in it are lost (DESIGN §12)
+        parsed = dataclasses.replace(parsed, findings=parsed.findings + ("tool_section_cut",))
+    return parsed
 
 
 def score_exchange(body: dict, exchange: dict | None, keep_completion: bool = True,
@@ -815,6 +834,8 @@ def score_exchange(body: dict, exchange: dict | None, keep_completion: bool = Tr
         cls = "truncated" if "sse_lines" in exchange else "failed"
         return Outcome(cls, findings=parsed.findings, error_class="truncated" if cls == "truncated" else "bad_body",
                        **meta)
+    if "tool_section_cut" in parsed.findings:
+        return Outcome("truncated", findings=parsed.findings, error_class="tool_section_cut", **meta)
     headers = exchange.get("headers") if isinstance(exchange.get("headers"), dict) else {}
     routed = next((headers[h] for h in ROUTING_HEADERS if isinstance(headers.get(h), str) and headers[h]), None)
     return outcome_of(parsed, tools_by_name(body), meta, keep_completion, parsed.routed or routed, case)
@@ -2074,10 +2095,11 @@ class Provider:
     concurrency: int | None = None
     timeout: float | None = None
     source: str = "preset"
+    api: str = "chat"  # the endpoint a run speaks (APIS): set by --api / --use_raw_completions
 
     @property
     def url(self) -> str:
-        return self.base_url.rstrip("/") + "/chat/completions"
+        return self.base_url.rstrip("/") + APIS[self.api]
 
     def public_headers(self) -> dict:
         """The configured headers that may be hashed and stored (secrets dropped)."""
@@ -2274,20 +2296,23 @@ def loads_vendor_json(data: bytes):
         return None
 
 
-def read_chat_answer(data: bytes, event_stream: bool) -> tuple[dict, Parsed]:
-    """A 200's body as (exchange, parsed), for send_once: an SSE stream reassembled, else a
-    chat.completion. One that is incomplete raises Transient: retried, then `truncated`/`failed`."""
+def read_answer(api: str, data: bytes, event_stream: bool) -> tuple[dict, Parsed]:
+    """A 200's body as (exchange, parsed), for send_once: an SSE stream's payloads, else a JSON
+    body, kept as the vendor sent them (with the `api` that reads them, when not chat) and parsed.
+    One that is incomplete raises Transient: retried, then `truncated`/`failed`."""
     if event_stream:
-        lines = list(iter_sse_payloads(split_lines((data,))))
-        exchange, parsed = {"status": 200, "sse_lines": lines}, reassemble_stream(lines)
-        if not parsed.complete:
-            raise Transient("truncated")
-        return exchange, parsed
-    body = loads_vendor_json(data)
-    parsed = None if body is None else parse_completion(body)
-    if parsed is None or not parsed.complete:
-        raise Transient("bad_body")
-    return {"status": 200, "body": body}, parsed
+        exchange = {"status": 200, "sse_lines": list(iter_sse_payloads(split_lines((data,))))}
+    else:
+        body = loads_vendor_json(data)
+        if body is None:
+            raise Transient("bad_body")
+        exchange = {"status": 200, "body": body}
+    if api != "chat":  # named only when set, so the chat cache values keep their bytes
+        exchange["api"] = api
+    parsed = parse_exchange(exchange)
+    if not parsed.complete:
+        raise Transient("truncated" if event_stream else "bad_body")
+    return exchange, parsed
 
 
 @dataclass(slots=True)
@@ -2494,6 +2519,7 @@ class Runner:
         self.progress = progress or (lambda state, final: None)
         self.notify = notify or (lambda text: None)
         self.deadlines, self.max_answer_bytes = Deadlines(), max_answer_bytes
+        self.read_answer = functools.partial(read_answer, provider.api)
         self.pace = Pace(concurrency)
         self.last_answer = time.monotonic()  # the run starts "in progress": early 429s cost no retry
         self.secrets = tuple(s for s in (api_key,) if s)
@@ -2547,7 +2573,7 @@ class Runner:
             try:
                 exchange, parsed, budget = send_once(self._session(), self.provider.url, payload, self.headers,
                                                      stream, self.timeout, self.secrets, self.deadlines,
-                                                     read_chat_answer, self.max_answer_bytes)
+                                                     self.read_answer, self.max_answer_bytes)
             except EndpointRefused as err:
                 self.pace.release(episode, "other")
                 self._failed_before_success(err.error_class, err.text)
@@ -2721,6 +2747,7 @@ class Job:
     frame: tuple = ()
     stream_mode: str = "as-is"  # --stream-mode (DESIGN §11)
     reasoning_history: str = "keep"  # --reasoning-history
+    render: Callable[[dict], str] | None = None  # --tokenizer-model's chat template (DESIGN §12)
 
     def __post_init__(self):
         self.frame = key_frame(self.provider.url, self.provider.public_headers())
@@ -2729,9 +2756,30 @@ class Job:
         return self.test_set.cases(errors, self.limit, share, ids)
 
     def prepare(self, case: Case) -> dict:
-        return prepare_variant(prepare_request(case.body, self.provider.model, self.temperature, self.max_tokens,
+        """The body sent for `case`: the chat request, translated when the run speaks another API."""
+        body = prepare_variant(prepare_request(case.body, self.provider.model, self.temperature, self.max_tokens,
                                                self.extra_body, self.normalize_tool_ids),
                                self.stream_mode, self.reasoning_history)
+        if self.provider.api == "chat":
+            return body
+        import k2vv_wire
+        if self.provider.api == "responses":
+            return k2vv_wire.responses_request(body)
+        return k2vv_wire.raw_request(body, self.prompt(case, body))
+
+    def prompt(self, case: Case, body: dict) -> str:
+        """--use_raw_completions: the line's own `prompt`, else its messages and tools rendered by
+        the chat template (as K2VV renders them)."""
+        if isinstance(case.body.get("prompt"), str):
+            return case.body["prompt"]
+        if self.render is None:
+            raise InputError(self.test_set.name, case.data_index, "no `prompt` to send to /v1/completions",
+                             "a `prompt` string, or --tokenizer-model to render one")
+        try:
+            return self.render(body)
+        except Exception as err:  # noqa: BLE001 - whatever a model repo's template raises, for this line
+            raise InputError(self.test_set.name, case.data_index,
+                             f"the chat template cannot render it: {first_line(err)}") from None
 
     def items(self, case: Case, number: int = 0, samples: int | None = None,
               body: dict | None = None) -> list[WorkItem]:
@@ -3332,15 +3380,55 @@ def _public_url(url: str) -> str:
     return re.sub(r"^(\w+://)[^/@]*@", r"\1", url.split("?", 1)[0])
 
 
+def chat_template(model: str) -> Callable[[dict], str]:
+    """A renderer of a prepared chat body into the prompt K2VV sends with --use_raw_completions:
+    --tokenizer-model's chat template (a directory, or a name transformers can load; loaded with
+    trust_remote_code, as K2VV does: the Kimi tokenizer needs its repository's code)."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise K2vvError("--tokenizer-model renders prompts with transformers, which is not installed: "
+                        "pip install 'k2vv[raw]' (the pyz never carries it), or give each test-set line a `prompt`"
+                        ) from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=True)
+    except Exception as err:  # noqa: BLE001 - OSError, ValueError, whatever a model repository raises
+        raise K2vvError(f"--tokenizer-model {model}: cannot load it ({first_line(err)})") from None
+    if not getattr(tokenizer, "chat_template", None):
+        raise K2vvError(f"--tokenizer-model {model} has no chat template to render prompts with")
+    return lambda body: tokenizer.apply_chat_template(body["messages"], tools=body.get("tools") or None,
+                                                      tokenize=False, add_generation_prompt=True)
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's first line, at most 200 characters (its type when it says nothing)."""
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def run_api(args) -> str:
+    """The API a run speaks: --api, or K2VV's --use_raw_completions; --tokenizer-model only with the latter."""
+    api = getattr(args, "api", None) or "chat"
+    if getattr(args, "use_raw_completions", False):
+        if api not in ("chat", "completions"):
+            raise K2vvError(f"--use_raw_completions sends /v1/completions; --api {api} another endpoint: choose one")
+        api = "completions"
+    if getattr(args, "tokenizer_model", None) and api != "completions":
+        raise K2vvError("--tokenizer-model renders prompts for raw completions: add --use_raw_completions")
+    return api
+
+
 def build_job(args, provider: Provider | None = None, test_set: TestSet | None = None) -> Job:
     """Resolve flags, provider entry and test set into a Job; checks the flags before any effect
     (the test set's lines are checked by the first pass over them)."""
-    provider = provider or resolve_provider_args(args)
+    api = run_api(args)
+    provider = dataclasses.replace(provider or resolve_provider_args(args), api=api)
     test_set = test_set or load_test_set(args.dataset)
     temperature = args.temperature if args.temperature is not None else provider.temperature
     max_tokens = args.max_tokens if args.max_tokens is not None else provider.max_tokens
     extra_body = deep_merge(provider.extra_body or {}, _extra_body_arg(args.extra_body))
-    out_dir = Path(args.out) if args.out else Path("runs") / f"{_slug(provider.name)}-{_slug(provider.model)}"
+    out_dir = Path(args.out) if args.out else \
+        Path("runs") / f"{_slug(provider.name)}-{_slug(provider.model)}{'' if api == 'chat' else '-' + api}"
     settings = {"temperature": temperature, "max_tokens": max_tokens, "extra_body": extra_body,
                 "trials": args.trials, "limit": args.limit, "normalize_tool_ids": bool(args.normalize_tool_ids),
                 "headers": sorted(provider.public_headers())}
@@ -3350,12 +3438,16 @@ def build_job(args, provider: Provider | None = None, test_set: TestSet | None =
         settings["stream_mode"] = stream_mode
     if reasoning_history != "keep":
         settings["reasoning_history"] = reasoning_history
+    if api != "chat":
+        settings["api"] = api
+    tokenizer = getattr(args, "tokenizer_model", None)
     return Job(provider, test_set, args.limit or None, args.trials, temperature, max_tokens, extra_body,
                bool(args.normalize_tool_ids), settings, args.min_f1, args.min_schema_accuracy,
                default_cache_dir(args.cache), out_dir,
                Path(args.output) if args.output else out_dir / "results.jsonl",
                Path(args.summary) if args.summary else out_dir / "summary.json",
-               stream_mode=stream_mode, reasoning_history=reasoning_history)
+               stream_mode=stream_mode, reasoning_history=reasoning_history,
+               render=chat_template(tokenizer) if tokenizer else None)
 
 
 def resolve_baseline(args, job: Job) -> Baseline | None:
@@ -3557,9 +3649,6 @@ def setup_fault_message(error_class: str, text: str, job: Job, cli_key: str | No
 
 def cmd_run(args) -> int:
     from k2vv_report import junit_xml
-    if args.use_raw_completions or args.tokenizer_model:
-        raise K2vvError("--use_raw_completions/--tokenizer-model are K2VV's raw /v1/completions mode, which k2vv "
-                        "does not support: it verifies the chat-completions API (drop the flag)")
     job = build_job(args)
     api_key = api_key_for(job.provider, args.api_key)
     concurrency = args.concurrency or job.provider.concurrency or DEFAULT_CONCURRENCY
@@ -3932,6 +4021,14 @@ def _add_job_args(p: argparse.ArgumentParser, network: bool) -> None:
                    "(the summary's `modes`: each way's metrics, the cases that diverge)")
     p.add_argument("--reasoning-history", choices=REASONING_HISTORY, default="keep",
                    help="strip: remove reasoning_content from historical assistant messages before sending")
+    p.add_argument("--api", choices=tuple(APIS), default="chat",
+                   help="the endpoint: chat (/chat/completions), responses (/responses), or completions "
+                   "(/completions, as --use_raw_completions)")
+    p.add_argument("--use_raw_completions", "--use-raw-completions", action="store_true",
+                   help="K2VV's raw mode: /v1/completions with the prompt rendered by the chat template, tool "
+                   "calls read from Kimi's special tokens")
+    p.add_argument("--tokenizer-model", metavar="DIR|NAME",
+                   help="whose chat template renders raw prompts (needs pip install 'k2vv[raw]')")
     p.add_argument("--trials", type=int, default=1, metavar="K", help="independent answers per case (pass@k, pass^k)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N cases")
     p.add_argument("--cache", metavar="DIR", help="response cache (default: $K2VV_CACHE or ./.k2vv-cache)")
@@ -3961,8 +4058,6 @@ def _add_job_args(p: argparse.ArgumentParser, network: bool) -> None:
         p.add_argument("--incremental", action="store_true", help="accepted for K2VV; k2vv is always incremental")
         p.add_argument("--refresh", action="store_true", help="ignore cached answers and ask again")
         p.add_argument("--quiet", action="store_true", help="no progress lines")
-        p.add_argument("--use_raw_completions", "--use-raw-completions", action="store_true", help=argparse.SUPPRESS)
-        p.add_argument("--tokenizer-model", help=argparse.SUPPRESS)
 
 
 def _add_probe_args(p: argparse.ArgumentParser) -> None:

@@ -458,9 +458,21 @@ def test_urls_are_stored_and_printed_without_credentials():
     assert k2vv._public_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
 
 
-def test_k2vv_raw_completions_mode_is_refused_clearly(capsys):
-    assert k2vv.main(["run", "--use_raw_completions", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]) == 2
-    assert "chat-completions" in capsys.readouterr().err
+def test_raw_completions_without_a_prompt_or_a_tokenizer_is_one_line(tmp_path, capsys):
+    args = ["run", "--use_raw_completions", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--quiet",
+            "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o")]
+    assert k2vv.main(args) == 2
+    err = capsys.readouterr().err
+    assert "no `prompt` to send to /v1/completions" in err and "--tokenizer-model" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--tokenizer-model", "x"], "add --use_raw_completions"),
+    (["--use_raw_completions", "--api", "responses"], "choose one"),
+])
+def test_transport_flags_that_contradict_are_one_line(flags, said, capsys):
+    assert k2vv.main(["run", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", *flags]) == 2
+    assert said in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("lines", [
