@@ -57,6 +57,7 @@ _SIM_DRIFT_SHARE = 0.40     # drifting: requests with tools whose call/no-call d
 _SIM_STREAM_BROKEN_SHARE = 0.5  # stream_broken: streamed tool-call answers whose arguments it cuts
 _SIM_ID_FORM = re.compile(r"^functions\.[A-Za-z0-9_\-.]+:\d+$")  # Moonshot's history id form
                             # (F1 ~0.68 vs reference: clearly under K2VV's 0.80 bar on 300 cases)
+_SIM_ROLE_ALIASES = {"developer": "system", "_input": "system"}  # one role, whatever the transport calls it
 _SIM_CREATED = 1735689600   # 2025-01-01T00:00:00Z: a fixed `created`, so answers are byte-stable
 _SIM_SLOPPY_WAYS = ("missing_required", "wrong_type", "unknown_tool", "empty_tool_calls", "non_json")
 _SIM_FLAKY_FAULTS = ("429", "500", "502", "503", "reset")  # + "cut_stream" for stream requests
@@ -840,11 +841,47 @@ _BREAKERS = {
 
 # ---- 5. what a simulated vendor answers (pure: body in, answer out) --------------------------
 
+def _sim_text(content) -> str:
+    """A message's text: a string, or the `text` of its parts (chat `text`, Responses `input_text`)."""
+    if isinstance(content, list):
+        content = "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return content.strip() if isinstance(content, str) else ""
+
+
+def _sim_view(body: dict) -> dict:
+    """What a request asks, in the form every transport carries alike: per message its role, text and
+    calls (name, arguments as canonical JSON), per tool its name, description and parameters. Ids,
+    reasoning, a tool result's `name`, null-vs-empty content and JSON spacing are left out: a raw
+    prompt or a Responses `input` loses them, and a case must get one answer over chat, raw
+    completions and responses (and history-id A/B probes one answer on both sides)."""
+    messages = []
+    for msg in body.get("messages") if isinstance(body.get("messages"), list) else ():
+        if not isinstance(msg, dict):
+            continue
+        calls = []
+        for call in msg.get("tool_calls") if isinstance(msg.get("tool_calls"), list) else ():
+            fn = call.get("function") if isinstance(call, dict) and isinstance(call.get("function"), dict) else {}
+            args = fn.get("arguments")
+            try:
+                args = canonical_json(json.loads(args) if isinstance(args, str) else args).decode()
+            except ValueError:
+                pass  # not JSON: kept as sent
+            calls.append([fn.get("name"), args])
+        role = msg.get("role")
+        messages.append({"role": _SIM_ROLE_ALIASES.get(role, role), "text": _sim_text(msg.get("content")),
+                         "calls": calls})
+    tools = []
+    for tool in body.get("tools") if isinstance(body.get("tools"), list) else ():
+        fn = tool.get("function") if isinstance(tool, dict) and isinstance(tool.get("function"), dict) else tool
+        tools.append({k: fn.get(k) for k in ("name", "description", "parameters")} if isinstance(fn, dict) else fn)
+    return {"messages": messages, "tools": tools}
+
+
 def _sim_digest(body: dict, seed) -> bytes:
-    """What every decision about a request derives from: only `messages` and `tools`, so `model`,
-    `stream` and `stream_options` change nothing and a stream answers like its non-stream twin."""
-    key = canonical_json({"messages": body.get("messages"), "tools": body.get("tools")})
-    return hashlib.sha256(f"k2vv-sim:{seed}:".encode() + key).digest()
+    """What every decision about a request derives from: its view (messages and tools), so `model`,
+    `stream` and `stream_options` change nothing, a stream answers like its non-stream twin, and a
+    raw prompt or a Responses request like the chat body it was made from."""
+    return hashlib.sha256(f"k2vv-sim:{seed}:".encode() + canonical_json(_sim_view(body))).digest()
 
 
 def _sim_share(digest: bytes, decision: str) -> float:
@@ -902,8 +939,9 @@ def _sim_spoil(calls: list, tools: list, pick: float, rng) -> str:
 
 
 def answer_key(body: dict) -> str:
-    """What identifies a request to a vendor that knows the right answers: its messages and tools."""
-    return hashlib.sha256(canonical_json({"messages": body.get("messages"), "tools": body.get("tools")})).hexdigest()
+    """What identifies a request to a vendor that knows the right answers: its view (messages and
+    tools), so the answers given for chat bodies are found for raw prompts and Responses too."""
+    return hashlib.sha256(canonical_json(_sim_view(body))).hexdigest()
 
 
 def _expected_calls(expected: list) -> list:
@@ -981,7 +1019,7 @@ def _sim_answer(personality: str, body: dict, seed=0, expected: list | str | Non
         content, finish = rng.choice(_SIM_REPLIES), "stop"
         if _sim_share(digest, "length") < _SIM_LENGTH_SHARE:
             content, finish = content[:len(content) // 2], "length"
-    prompt = max(1, len(canonical_json({"messages": body.get("messages"), "tools": body.get("tools")})) // 4)
+    prompt = max(1, len(canonical_json(_sim_view(body))) // 4)
     completion = max(1, (len(content) + sum(len(c["name"]) + len(c["arguments"]) for c in calls)) // 4
                      + 5 * len(calls))
     return {"id": "chatcmpl-" + digest.hex()[:24], "created": _SIM_CREATED,
