@@ -876,8 +876,8 @@ def _sim_view(body: dict) -> dict:
             args = fn.get("arguments")
             try:
                 args = canonical_json(json.loads(args) if isinstance(args, str) else args).decode()
-            except ValueError:
-                pass  # not JSON: kept as sent
+            except (ValueError, RecursionError):
+                pass  # not JSON (or nested past Python's stack): kept as sent
             calls.append([fn.get("name"), args])
         role = msg.get("role")
         messages.append({"role": _SIM_ROLE_ALIASES.get(role, role), "text": _sim_text(msg.get("content")),
@@ -1150,7 +1150,7 @@ def _kimi_tools(text: str):
     start = text.find("[")
     try:
         tools = json.JSONDecoder().raw_decode(text, start)[0] if start >= 0 else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return tools if isinstance(tools, list) else None
 

@@ -312,6 +312,9 @@ def test_broken_layouts_never_fail(session):
         "<|im_system|>tool_declare<|im_middle|>not json<|im_end|><|im_user|>user<|im_middle|>hi<|im_end|>",
         "<|im_assistant|>assistant<|im_middle|><|tool_call_begin|>x<|tool_call_argument_begin|>{<|tool_call_end|>",
         kimi_prompt(TESTSET[1]["messages"], TESTSET[1]["tools"])[:-300],
+        "<|im_system|>tool_declare<|im_middle|>" + "[" * 100000 + "<|im_end|>",
+        "<|im_assistant|>assistant<|im_middle|><|tool_calls_section_begin|><|tool_call_begin|>functions.f:0"
+        "<|tool_call_argument_begin|>" + "[" * 100000 + "]" * 100000 + "<|tool_call_end|><|im_end|>",
     ]
     with sim.SimVendor("sloppy") as vendor:
         for prompt in prompts:
@@ -350,8 +353,7 @@ def test_reference_responses_calls_equal_chat_calls_for_every_testset_line(sessi
             _, calls, content, finish = chat(session, vendor, body)
             response, answer, _ = respond(session, vendor, to_responses(body))
             assert [(n, a) for _, n, a in function_calls(answer)] == [(n, a) for _, n, a in calls]
-            assert [i for _, _, i in calls] and [i for i, _, _ in function_calls(answer)] == [i for i, _, _ in calls] \
-                or not calls
+            assert [i for i, _, _ in function_calls(answer)] == [i for i, _, _ in calls]  # call_id = the chat id
             texts = [p["text"] for i in answer["output"] if i["type"] == "message" for p in i["content"]]
             assert texts == ([content] if content else [])
             assert answer["status"] == ("incomplete" if finish == "length" else "completed")
