@@ -1,8 +1,9 @@
 """k2vv_sim — simulated OpenAI-compatible vendors for `k2vv demo`, `k2vv serve-sim`, tests and benchmarks.
 
 Vendors that answer like real ones (right calls, wrong calls, faults) with no model, no key and no
-internet, over chat completions, raw completions (Kimi K2 tokens) and the Responses API (DESIGN §12). Every choice is derived from the request body, so a test set gets the same answers on every
-run and machine. This module imports nothing from `k2vv` on purpose (DESIGN §1): it is an independent
+internet, over chat completions, raw completions (Kimi K2 tokens) and the Responses API (DESIGN §12).
+Every choice is derived from the request body, so a test set gets the same answers on every run and
+machine. This module imports nothing from `k2vv` on purpose (DESIGN §1): it is an independent
 oracle, so its argument generator checks its own output with a small private validator and never
 leans on the judge its answers are used to test.
 """
@@ -1249,8 +1250,9 @@ def _sim_raw_text(personality: str, answer: dict, digest: bytes, max_tokens) -> 
                 args = calls[-1]["arguments"]
                 text = text[:-len("<|tool_call_end|>") - len(args)] + args[:len(args) // 2]
             notes.append("cut_section")
-    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and 0 < max_tokens and len(text) > 4 * max_tokens:
-        text, finish = text[:4 * max_tokens], "length"
+    limit = 4 * max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else 0
+    if 0 < limit < len(text):
+        text, finish = text[:limit], "length"
     return text, finish, notes
 
 
@@ -1544,7 +1546,8 @@ class SimVendor:
     `/v1/responses` (the Responses API), each also without `/v1`. One case gets one answer on all
     three: the raw prompt and the Responses input are read back into the chat body they render.
 
-    Personalities: the table under PERSONALITIES. `script(body, attempt)` (attempt = 1-based count of this exact body) may return a fault from
+    Personalities: the table under PERSONALITIES. `script(body, attempt)` (attempt = 1-based count
+    of this exact body) may return a fault from
     SIM_FAULTS for tests, or None to answer per personality; its 429s carry `Retry-After:
     retry_after`. Every request is recorded in `.received` (path, lower-cased headers, body,
     attempt, peer port)."""

@@ -114,7 +114,8 @@ def k2vv_style_calls(text: str) -> list:
     if BEGIN not in text or END not in text.split(BEGIN, 1)[1]:
         return []
     section = text.split(BEGIN, 1)[1].split(END, 1)[0]
-    pattern = r"<\|tool_call_begin\|>\s*(?P<id>[\w\.]+:\d+)\s*<\|tool_call_argument_begin\|>\s*(?P<args>.*?)\s*<\|tool_call_end\|>"
+    pattern = (r"<\|tool_call_begin\|>\s*(?P<id>[\w\.]+:\d+)\s*<\|tool_call_argument_begin\|>\s*(?P<args>.*?)\s*"
+               r"<\|tool_call_end\|>")
     return [(m["id"].split(":")[0].split(".")[1] if "." in m["id"] else m["id"].split(":")[0], m["args"])
             for m in re.finditer(pattern, section, re.S)]
 
@@ -126,7 +127,8 @@ def chat(session, vendor, body, stream=False) -> tuple:
     response = session.post(vendor.url + "/chat/completions", json=dict(body, stream=stream), timeout=10)
     assert response.status_code == 200, response.text
     choice = response.json()["choices"][0]
-    calls = [(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in choice["message"].get("tool_calls") or ()]
+    calls = [(c["id"], c["function"]["name"], c["function"]["arguments"])
+             for c in choice["message"].get("tool_calls") or ()]
     return response, calls, choice["message"]["content"], choice["finish_reason"]
 
 
@@ -169,7 +171,8 @@ def to_responses(body: dict, instructions: bool = False) -> dict:
         out["tools"] = [dict(t["function"], type="function") for t in body["tools"]]
     choice = body.get("tool_choice")
     if choice is not None:
-        out["tool_choice"] = {"type": "function", "name": choice["function"]["name"]} if isinstance(choice, dict) else choice
+        out["tool_choice"] = {"type": "function", "name": choice["function"]["name"]} \
+            if isinstance(choice, dict) else choice
     if "max_tokens" in body:
         out["max_output_tokens"] = body["max_tokens"]
     return dict(out, input=items)
@@ -193,7 +196,8 @@ def respond(session, vendor, body, stream=False) -> tuple:
 
 
 def function_calls(response_object: dict) -> list:
-    return [(i["call_id"], i["name"], i["arguments"]) for i in response_object["output"] if i["type"] == "function_call"]
+    return [(i["call_id"], i["name"], i["arguments"])
+            for i in response_object["output"] if i["type"] == "function_call"]
 
 
 @pytest.fixture
@@ -208,6 +212,8 @@ def test_reference_raw_answers_are_its_chat_answers_in_kimi_tokens(session):
     """Every test-set line: the prompt is read back, so the raw answer is the chat answer, rendered."""
     with sim.SimVendor("reference") as vendor:
         for body in TESTSET:
+            messages, tools = sim._kimi_messages(raw_body(body)["prompt"])  # read back losslessly
+            assert sim.answer_key({"messages": messages, "tools": tools}) == sim.answer_key(body)
             _, calls, content, finish = chat(session, vendor, body)
             response, text, raw_finish, usage, _ = completion(session, vendor, raw_body(body))
             assert "x-sim-raw" not in response.headers
@@ -225,7 +231,8 @@ def test_raw_stream_pieces_split_special_tokens_and_join_to_the_non_stream_text(
     with sim.SimVendor("reference") as vendor:
         for body in TESTSET[:80]:
             _, text, finish, usage, _ = completion(session, vendor, raw_body(body))
-            _, streamed, streamed_finish, streamed_usage, pieces = completion(session, vendor, raw_body(body), stream=True)
+            _, streamed, streamed_finish, streamed_usage, pieces = completion(session, vendor, raw_body(body),
+                                                                              stream=True)
             assert (streamed, streamed_finish, streamed_usage) == (text, finish, usage)
             split_inside += any(p.count("<|") != p.count("|>") for p in pieces)
             assert all(1 <= len(p) <= 12 for p in pieces[:-1]) and pieces[-1] == ""  # the finish chunk
@@ -336,12 +343,18 @@ def test_raw_prompt_from_older_kimi_templates_is_read_too(session):
     newlines between turns; K2-Thinking's <think> in history."""
     body = AFTER_TOOL[0]
     tools = json.dumps(body["tools"])  # spaced
-    prompt = kimi_prompt(body["messages"], body["tools"]).replace(
-        "tool_declare<|im_middle|>" + json.dumps(body["tools"], separators=(",", ":")), "tool_declare<|im_middle|>\n  # Tools\n  " + tools)
-    prompt = prompt.replace("<|im_end|>", "<|im_end|>\n").replace("<|im_system|>tool<|im_middle|>", "<|im_system|>get_weather<|im_middle|>")
-    prompt = prompt.replace("<|im_assistant|>assistant<|im_middle|><|tool_calls", "<|im_assistant|>assistant<|im_middle|><think>hm</think><|tool_calls")
+    compact = json.dumps(body["tools"], separators=(",", ":"))
+    prompt = kimi_prompt(body["messages"], body["tools"]).replace(compact, "\n  # Tools\n  " + tools)
+    prompt = prompt.replace("<|im_end|>", "<|im_end|>\n")
+    prompt = prompt.replace("<|im_system|>tool<|im_middle|>", "<|im_system|>get_weather<|im_middle|>")
+    prompt = prompt.replace(f"<|im_middle|>{BEGIN}", f"<|im_middle|><think>hm</think>{BEGIN}")
+    assert prompt.count("<think>") == 1 and "# Tools" in prompt
+    messages, tools_read = sim._kimi_messages(prompt)
+    assert sim.answer_key({"messages": messages, "tools": tools_read}) == sim.answer_key(body)
+    assert messages[-1]["name"] == "get_weather" and messages[-2]["reasoning_content"] == "hm"
     with sim.SimVendor("reference") as vendor:
-        assert completion(session, vendor, raw_body(body))[1] == completion(session, vendor, dict(raw_body(body), prompt=prompt))[1]
+        response, text, _, _, _ = completion(session, vendor, dict(raw_body(body), prompt=prompt))
+        assert "x-sim-raw" not in response.headers and text == chat(session, vendor, body)[2]
 
 
 # ---- B. the Responses API -------------------------------------------------------------------------
@@ -398,7 +411,8 @@ def test_responses_stream_is_the_official_event_sequence(session):
             assert [e["sequence_number"] for e in events] == list(range(len(events)))
             assert [e["type"] for e in events[:2]] == ["response.created", "response.in_progress"]
             assert events[0]["response"]["status"] == "in_progress" and events[0]["response"]["output"] == []
-            assert events[-1]["type"] == ("response.completed" if whole["status"] == "completed" else "response.incomplete")
+            last = "response.completed" if whole["status"] == "completed" else "response.incomplete"
+            assert events[-1]["type"] == last
             rebuilt = {}
             for e in events:
                 if e["type"] == "response.output_item.added":
@@ -420,7 +434,8 @@ def test_responses_tool_choice_and_history(session):
     body = next(b for b in TESTSET if len(b["tools"]) > 1 and b["messages"][-1]["role"] == "user")
     name = body["tools"][1]["function"]["name"]
     with sim.SimVendor("reference") as vendor:
-        forced = respond(session, vendor, to_responses(dict(body, tool_choice={"type": "function", "function": {"name": name}})))[1]
+        named = {"type": "function", "function": {"name": name}}
+        forced = respond(session, vendor, to_responses(dict(body, tool_choice=named)))[1]
         none = respond(session, vendor, to_responses(dict(body, tool_choice="none")))[1]
         text_only = respond(session, vendor, {"model": "m", "input": "hello there"})[1]
         after_tool = [respond(session, vendor, to_responses(b))[1] for b in AFTER_TOOL]
