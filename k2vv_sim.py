@@ -1,8 +1,9 @@
 """k2vv_sim — simulated OpenAI-compatible vendors for `k2vv demo`, `k2vv serve-sim`, tests and benchmarks.
 
 Vendors that answer like real ones (right calls, wrong calls, faults) with no model, no key and no
-internet. Every choice is derived from the request body, so a test set gets the same answers on every
-run and machine. This module imports nothing from `k2vv` on purpose (DESIGN §1): it is an independent
+internet, over chat completions, raw completions (Kimi K2 tokens) and the Responses API (DESIGN §12).
+Every choice is derived from the request body, so a test set gets the same answers on every run and
+machine. This module imports nothing from `k2vv` on purpose (DESIGN §1): it is an independent
 oracle, so its argument generator checks its own output with a small private validator and never
 leans on the judge its answers are used to test.
 """
@@ -35,13 +36,22 @@ def canonical_json(obj) -> bytes:
 # ---- 1. constants: rates are rough shapes of what real vendors do, not measurements ------------
 
 PERSONALITIES = ("reference", "sloppy", "flaky", "drifting", "ignores_none", "stream_broken", "id_sensitive",
-                 "reasoning_sensitive")
+                 "reasoning_sensitive", "raw_tricky")
 DEMO_PERSONALITIES = PERSONALITIES[:4]  # `k2vv demo`'s vendors, in its order
-# The first four are the demo's vendors; the last three each fail one probe (DESIGN §11): ignores_none
-# calls a tool despite tool_choice "none", stream_broken spoils a share of the arguments it streams
-# (never a non-stream answer), id_sensitive calls the last historical tool again when history ids are
-# not in functions.NAME:IDX form; reasoning_sensitive does the same when the history carries the
-# model's reasoning_content.
+# | personality         | what it does (every route: chat, raw completions, responses)                          |
+# |---------------------|----------------------------------------------------------------------------------------|
+# | reference           | like the official API: valid calls on ~70% of requests with tools, no faults          |
+# | sloppy              | spoils ~25% of its tool-call answers (_SIM_SLOPPY_WAYS), named in x-sim-breakage      |
+# | flaky               | the first attempt at ~25% of distinct bodies fails (429, 5xx, reset, cut stream)      |
+# | drifting            | flips call/no-call on ~40% of requests with tools (F1 ~0.68 against reference)        |
+# | ignores_none        | calls a tool despite tool_choice "none" (fails that probe, DESIGN §11)                 |
+# | stream_broken       | cuts the arguments of half its streamed call answers, never a non-stream one          |
+# | id_sensitive        | calls the last historical tool again when history ids are not functions.NAME:IDX      |
+# | reasoning_sensitive | the same when the history carries the model's reasoning_content                       |
+# | raw_tricky          | honest over chat and responses; its raw completions (DESIGN §12) are what K2VV's      |
+# |                     | parser gets wrong: it prefers tools named with `-` or `.`, calls two at once on ~50%, |
+# |                     | splits two or more calls over two sections, and stops ~30% of its call answers        |
+# |                     | before a section's end marker (finish_reason "length"), noted in x-sim-raw            |
 BREAKAGES = ("missing_required", "wrong_type", "extra_property", "out_of_range", "bad_enum",
              "wrong_tuple_length")
 # Fault names a test script may return; `slow:SECONDS` takes a number, e.g. "slow:0.5".
@@ -55,8 +65,12 @@ _SIM_SLOPPY_SHARE = 0.25    # sloppy: tool-call answers it spoils
 _SIM_FLAKY_SHARE = 0.25     # flaky: distinct requests whose first attempt fails
 _SIM_DRIFT_SHARE = 0.40     # drifting: requests with tools whose call/no-call decision it flips
 _SIM_STREAM_BROKEN_SHARE = 0.5  # stream_broken: streamed tool-call answers whose arguments it cuts
+_SIM_RAW_PARALLEL_SHARE = 0.5  # raw_tricky: tool-call answers with two calls (so two sections happen)
+_SIM_RAW_CUT_SHARE = 0.3    # raw_tricky: raw call answers that stop before a section's end marker
+_SIM_RAW_NAME = re.compile(r"[-.]")  # tool names K2VV's raw parser drops (`-`) or truncates (`.`)
 _SIM_ID_FORM = re.compile(r"^functions\.[A-Za-z0-9_\-.]+:\d+$")  # Moonshot's history id form
                             # (F1 ~0.68 vs reference: clearly under K2VV's 0.80 bar on 300 cases)
+_SIM_ROLE_ALIASES = {"developer": "system", "_input": "system"}  # one role, whatever the transport calls it
 _SIM_CREATED = 1735689600   # 2025-01-01T00:00:00Z: a fixed `created`, so answers are byte-stable
 _SIM_SLOPPY_WAYS = ("missing_required", "wrong_type", "unknown_tool", "empty_tool_calls", "non_json")
 _SIM_FLAKY_FAULTS = ("429", "500", "502", "503", "reset")  # + "cut_stream" for stream requests
@@ -840,11 +854,47 @@ _BREAKERS = {
 
 # ---- 5. what a simulated vendor answers (pure: body in, answer out) --------------------------
 
+def _sim_text(content) -> str:
+    """A message's text: a string, or the `text` of its parts (chat `text`, Responses `input_text`)."""
+    if isinstance(content, list):
+        content = "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return content.strip() if isinstance(content, str) else ""
+
+
+def _sim_view(body: dict) -> dict:
+    """What a request asks, in the form every transport carries alike: per message its role, text and
+    calls (name, arguments as canonical JSON), per tool its name, description and parameters. Ids,
+    reasoning, a tool result's `name`, null-vs-empty content and JSON spacing are left out: a raw
+    prompt or a Responses `input` loses them, and a case must get one answer over chat, raw
+    completions and responses (and history-id A/B probes one answer on both sides)."""
+    messages = []
+    for msg in body.get("messages") if isinstance(body.get("messages"), list) else ():
+        if not isinstance(msg, dict):
+            continue
+        calls = []
+        for call in msg.get("tool_calls") if isinstance(msg.get("tool_calls"), list) else ():
+            fn = call.get("function") if isinstance(call, dict) and isinstance(call.get("function"), dict) else {}
+            args = fn.get("arguments")
+            try:
+                args = canonical_json(json.loads(args) if isinstance(args, str) else args).decode()
+            except (ValueError, RecursionError):
+                pass  # not JSON (or nested past Python's stack): kept as sent
+            calls.append([fn.get("name"), args])
+        role = msg.get("role")
+        messages.append({"role": _SIM_ROLE_ALIASES.get(role, role), "text": _sim_text(msg.get("content")),
+                         "calls": calls})
+    tools = []
+    for tool in body.get("tools") if isinstance(body.get("tools"), list) else ():
+        fn = tool.get("function") if isinstance(tool, dict) and isinstance(tool.get("function"), dict) else tool
+        tools.append({k: fn.get(k) for k in ("name", "description", "parameters")} if isinstance(fn, dict) else fn)
+    return {"messages": messages, "tools": tools}
+
+
 def _sim_digest(body: dict, seed) -> bytes:
-    """What every decision about a request derives from: only `messages` and `tools`, so `model`,
-    `stream` and `stream_options` change nothing and a stream answers like its non-stream twin."""
-    key = canonical_json({"messages": body.get("messages"), "tools": body.get("tools")})
-    return hashlib.sha256(f"k2vv-sim:{seed}:".encode() + key).digest()
+    """What every decision about a request derives from: its view (messages and tools), so `model`,
+    `stream` and `stream_options` change nothing, a stream answers like its non-stream twin, and a
+    raw prompt or a Responses request like the chat body it was made from."""
+    return hashlib.sha256(f"k2vv-sim:{seed}:".encode() + canonical_json(_sim_view(body))).digest()
 
 
 def _sim_share(digest: bytes, decision: str) -> float:
@@ -902,8 +952,9 @@ def _sim_spoil(calls: list, tools: list, pick: float, rng) -> str:
 
 
 def answer_key(body: dict) -> str:
-    """What identifies a request to a vendor that knows the right answers: its messages and tools."""
-    return hashlib.sha256(canonical_json({"messages": body.get("messages"), "tools": body.get("tools")})).hexdigest()
+    """What identifies a request to a vendor that knows the right answers: its view (messages and
+    tools), so the answers given for chat bodies are found for raw prompts and Responses too."""
+    return hashlib.sha256(canonical_json(_sim_view(body))).hexdigest()
 
 
 def _expected_calls(expected: list) -> list:
@@ -954,8 +1005,9 @@ def _sim_answer(personality: str, body: dict, seed=0, expected: list | str | Non
         call = True
     calls, breakage, content = [], None, ""
     if call:
-        parallel = not forced and body.get("parallel_tool_calls") is not False \
-            and _sim_share(digest, "parallel") < _SIM_PARALLEL_SHARE
+        parallel = not forced and body.get("parallel_tool_calls") is not False and _sim_share(digest, "parallel") \
+            < (_SIM_RAW_PARALLEL_SHARE if personality == "raw_tricky" else _SIM_PARALLEL_SHARE)
+        tricky = [(n, p) for n, p in tools if _SIM_RAW_NAME.search(n)] if personality == "raw_tricky" else []
         earlier = sum(len(m["tool_calls"]) for m in messages if isinstance(m, dict)
                       and m.get("role") == "assistant" and isinstance(m.get("tool_calls"), list))
         if isinstance(expected, list) and expected:
@@ -966,7 +1018,7 @@ def _sim_answer(personality: str, body: dict, seed=0, expected: list | str | Non
                     args = _sim_tool_arguments(params, rng)  # the ground truth breaks the schema: keep to the schema
                 calls.append({"id": f"functions.{name}:{earlier + i}", "name": name, "arguments": _sim_dump(args)})
         for i in range(0 if calls else 2 if parallel else 1):
-            name, params = next(((n, p) for n, p in tools if n == forced), None) or rng.choice(tools)
+            name, params = next(((n, p) for n, p in tools if n == forced), None) or rng.choice(tricky or tools)
             calls.append({"id": f"functions.{name}:{earlier + i}", "name": name,
                           "arguments": _sim_dump(_sim_tool_arguments(params, rng))})
         if repeated is not None:
@@ -981,7 +1033,7 @@ def _sim_answer(personality: str, body: dict, seed=0, expected: list | str | Non
         content, finish = rng.choice(_SIM_REPLIES), "stop"
         if _sim_share(digest, "length") < _SIM_LENGTH_SHARE:
             content, finish = content[:len(content) // 2], "length"
-    prompt = max(1, len(canonical_json({"messages": body.get("messages"), "tools": body.get("tools")})) // 4)
+    prompt = max(1, len(canonical_json(_sim_view(body))) // 4)
     completion = max(1, (len(content) + sum(len(c["name"]) + len(c["arguments"]) for c in calls)) // 4
                      + 5 * len(calls))
     return {"id": "chatcmpl-" + digest.hex()[:24], "created": _SIM_CREATED,
@@ -1083,9 +1135,273 @@ def _sim_error(status: int, body: dict) -> tuple:
     return status, "application/json", json.dumps({"error": error}).encode()
 
 
+# ---- 5b. the other transports: raw completions in Kimi tokens, the Responses API (pure) ------
+
+_KIMI_DEFAULT_SYSTEM = "You are Kimi, an AI assistant created by Moonshot AI."  # added when no system comes first
+_KIMI_TURN = re.compile(r"<\|im_(system|user|assistant)\|>")
+_KIMI_CALL = re.compile(r"<\|tool_call_begin\|>(.*?)<\|tool_call_argument_begin\|>(.*?)<\|tool_call_end\|>", re.S)
+_KIMI_CALL_ID = re.compile(r"\s*(?:functions\.)?(.*?)(?::\d+)?\s*", re.S)  # functions.NAME:IDX -> NAME
+_KIMI_SECTION = ("<|tool_calls_section_begin|>", "<|tool_calls_section_end|>")
+_KIMI_RETURN = "## Return of "
+
+
+def _kimi_tools(text: str):
+    """The tools list of a tool_declare turn: the first JSON array in it (after an optional
+    `# Tools` line, compact or spaced as the template's `tojson` wrote it), or None."""
+    start = text.find("[")
+    try:
+        tools = json.JSONDecoder().raw_decode(text, start)[0] if start >= 0 else None
+    except (ValueError, RecursionError):
+        return None
+    return tools if isinstance(tools, list) else None
+
+
+def _kimi_messages(prompt: str) -> tuple | None:
+    """(messages, tools) read back from a prompt rendered by the Kimi K2 chat template, or None when
+    it holds no turn of that layout. A turn is `<|im_system|>`, `<|im_user|>` or `<|im_assistant|>`,
+    then NAME (`message.name or role`), `<|im_middle|>`, the body and `<|im_end|>`. Under
+    `<|im_system|>`, NAME `tool_declare` holds the tools' JSON; a body opening `## Return of ID` (or
+    NAME `tool`, older templates) is a tool result; anything else a system message. An assistant
+    body is content, then `<|tool_calls_section_begin|>` and calls `<|tool_call_begin|>ID
+    <|tool_call_argument_begin|>ARGS<|tool_call_end|>` (the name is read from the ID, `-` and `.`
+    kept). The open assistant turn at the end is the generation prompt; the default system message
+    the template adds when none comes first is the template's, so it is dropped."""
+    parts = _KIMI_TURN.split(prompt)
+    messages, tools, turns = [], None, 0
+    for kind, rest in zip(parts[1::2], parts[2::2]):
+        name, middle, raw = rest.partition("<|im_middle|>")
+        if not middle:
+            continue
+        turns += 1
+        name, body = name.strip(), raw.split("<|im_end|>")[0]
+        if kind == "system" and name == "tool_declare":
+            tools = _kimi_tools(raw)
+        elif kind == "system" and (body.lstrip().startswith(_KIMI_RETURN) or name == "tool"):
+            head, _, text = body.lstrip().partition("\n") if body.lstrip().startswith(_KIMI_RETURN) else ("", "", body)
+            message = {"role": "tool", "content": text}
+            if head:
+                message["tool_call_id"] = head[len(_KIMI_RETURN):].strip()
+            if name != "tool":
+                message["name"] = name
+            messages.append(message)
+        elif kind == "system":
+            if messages or name != "system" or body.strip() != _KIMI_DEFAULT_SYSTEM:
+                messages.append({"role": "system", "content": body})
+        elif kind == "user":
+            messages.append(dict({"role": "user", "content": body}, **({"name": name} if name != "user" else {})))
+        elif "<|im_end|>" in raw or body.strip():  # not the generation prompt
+            reasoning = ""
+            if body.startswith("<think>") and "</think>" in body:  # K2-Thinking templates
+                reasoning, body = body[len("<think>"):].split("</think>", 1)
+            content, _, sections = body.partition(_KIMI_SECTION[0])
+            message = {"role": "assistant", "content": content}
+            calls = [{"id": ident.strip(), "type": "function",
+                      "function": {"name": _KIMI_CALL_ID.fullmatch(ident).group(1), "arguments": args}}
+                     for ident, args in _KIMI_CALL.findall(sections)]
+            if calls:
+                message["tool_calls"] = calls
+            if reasoning.strip():
+                message["reasoning_content"] = reasoning.strip()
+            messages.append(message)
+    return (messages, tools) if turns else None
+
+
+def _sim_raw_request(body: dict) -> tuple:
+    """(the chat body a raw completion request asks the same thing as, whether its prompt was
+    readable). A prompt the sim cannot read (not text, or not the Kimi layout) becomes one user
+    message with no tools, so it gets a plain text answer."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]  # a batch of one
+    read = _kimi_messages(prompt) if isinstance(prompt, str) else None
+    request = {k: body[k] for k in ("model", "stream", "tool_choice", "parallel_tool_calls") if k in body}
+    if read is None:
+        return dict(request, messages=[{"role": "user", "content": prompt if isinstance(prompt, str)
+                                        else json.dumps(prompt)}]), False
+    request["messages"] = read[0]
+    if read[1]:
+        request["tools"] = read[1]
+    return request, True
+
+
+def _kimi_section(calls: list) -> str:
+    return _KIMI_SECTION[0] + "".join(
+        f"<|tool_call_begin|>{c['id']}<|tool_call_argument_begin|>{c['arguments']}<|tool_call_end|>"
+        for c in calls) + _KIMI_SECTION[1]
+
+
+def _sim_raw_text(personality: str, answer: dict, digest: bytes, max_tokens) -> tuple:
+    """(text, finish_reason, notes) of an answer as Kimi K2 writes it: the content, then its calls
+    in one section. A vLLM /v1/completions runs no tool parser, so finish_reason is "stop" (the
+    model ended its turn; <|im_end|> is not in the text) or "length" (cut; text past 4 characters a
+    token of `max_tokens` is cut too). raw_tricky splits two or more calls over two sections, and
+    on a share of its call answers stops before a section's end marker, half of those mid-arguments."""
+    if answer["finish_reason"] != "tool_calls":
+        text, finish, notes = answer["content"], answer["finish_reason"], []
+    else:
+        calls, notes, finish = answer["calls"], [], "stop"
+        if personality == "raw_tricky" and len(calls) > 1:
+            text, notes = answer["content"] + _kimi_section(calls[:1]) + _kimi_section(calls[1:]), ["two_sections"]
+        else:
+            text = answer["content"] + _kimi_section(calls)
+        if personality == "raw_tricky" and calls and _sim_share(digest, "raw-cut") < _SIM_RAW_CUT_SHARE:
+            text, finish = text[:-len(_KIMI_SECTION[1])], "length"
+            if _sim_share(digest, "raw-cut-where") < 0.5:
+                args = calls[-1]["arguments"]
+                text = text[:-len("<|tool_call_end|>") - len(args)] + args[:len(args) // 2]
+            notes.append("cut_section")
+    limit = 4 * max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else 0
+    if 0 < limit < len(text):
+        text, finish = text[:limit], "length"
+    return text, finish, notes
+
+
+def _sim_raw_pieces(text: str, digest: bytes) -> list:
+    """`text` in pieces of 1-12 characters at hash-chosen points, one of them always inside the first
+    special token: a client must buffer a marker that arrives in parts."""
+    rng = random.Random(int.from_bytes(digest[8:16], "big"))
+    cuts, at = set(), 0
+    while at < len(text):
+        at += rng.randint(1, 12)
+        cuts.add(at)
+    marker = text.find("<|")
+    if marker >= 0:
+        cuts.add(marker + 5)
+    points = [0] + sorted(c for c in cuts if 0 < c < len(text)) + [len(text)]
+    return [text[a:b] for a, b in zip(points, points[1:]) if b > a]
+
+
+def _sim_text_completion(personality: str, answer: dict, body: dict, digest: bytes, include_usage: bool) -> tuple:
+    """(the `text_completion` object, its stream chunks as vLLM sends them, notes) of a raw answer.
+    The chunks: text pieces, a final chunk with finish_reason, with include_usage a usage-only chunk
+    (`choices: []`). Usage counts ~4 characters a token of the prompt and of the text."""
+    text, finish, notes = _sim_raw_text(personality, answer, digest, body.get("max_tokens"))
+    prompt, completion = max(1, len(str(body.get("prompt"))) // 4), max(1, len(text) // 4)
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    base = {"id": "cmpl-" + answer["id"].removeprefix("chatcmpl-"), "object": "text_completion",
+            "created": answer["created"], "model": answer["model"]}
+
+    def choice(piece, reason):
+        return [{"index": 0, "text": piece, "logprobs": None, "finish_reason": reason, "stop_reason": None}]
+    extra = {"usage": None} if include_usage else {}
+    chunks = [dict(base, choices=choice(piece, None), **extra) for piece in _sim_raw_pieces(text, digest)]
+    chunks.append(dict(base, choices=choice("", finish), **extra))
+    chunks += [dict(base, choices=[], usage=usage)] if include_usage else []
+    return dict(base, choices=choice(text, finish), usage=usage), chunks, notes
+
+
+def _sim_responses_request(body: dict) -> dict:
+    """The chat body a Responses request asks the same thing as: `instructions` first as a system
+    message; `input` (text, or items) as messages, where function_call items join the assistant
+    message just before them (or start one), function_call_output items become tool messages and a
+    reasoning item becomes the next assistant message's reasoning_content; flat function tools as
+    chat tools; tool_choice in chat form."""
+    messages, reasoning = [], ""
+    if isinstance(body.get("instructions"), str) and body["instructions"]:
+        messages.append({"role": "system", "content": body["instructions"]})
+    items = body.get("input")
+    for item in [{"role": "user", "content": items}] if isinstance(items, str) else \
+            (items if isinstance(items, list) else ()):
+        kind = item.get("type", "message") if isinstance(item, dict) else None
+        if kind == "message":
+            messages.append({"role": item.get("role"), "content": _sim_text(item.get("content"))})
+        elif kind == "function_call":
+            if not messages or messages[-1].get("role") != "assistant":
+                messages.append({"role": "assistant", "content": ""})
+            messages[-1].setdefault("tool_calls", []).append({
+                "id": item.get("call_id"), "type": "function",
+                "function": {"name": item.get("name"), "arguments": item.get("arguments")}})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            messages.append({"role": "tool", "tool_call_id": item.get("call_id"),
+                             "content": output if isinstance(output, str) else _sim_text(output)})
+        elif kind == "reasoning":
+            reasoning = _sim_text(item.get("summary")) or _sim_text(item.get("content"))
+            continue
+        else:
+            continue
+        if reasoning and messages[-1].get("role") == "assistant":
+            messages[-1]["reasoning_content"], reasoning = reasoning, ""
+    tools = [{"type": "function", "function": {k: t[k] for k in ("name", "description", "parameters", "strict")
+                                               if k in t}}
+             for t in (body.get("tools") if isinstance(body.get("tools"), list) else ())
+             if isinstance(t, dict) and t.get("type") == "function"]
+    request = {k: body[k] for k in ("model", "stream", "parallel_tool_calls") if k in body}
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        choice = {"type": "function", "function": {"name": choice.get("name")}}
+    if choice is not None:
+        request["tool_choice"] = choice
+    return dict(request, messages=messages, **({"tools": tools} if tools else {}))
+
+
+def _sim_response(answer: dict, body: dict) -> dict:
+    """The Responses API `response` object of an answer: a message item for its text, a function_call
+    item per call (call_id = the chat call id), status "incomplete" where chat says "length"."""
+    tag = answer["id"].removeprefix("chatcmpl-")
+    cut = answer["finish_reason"] == "length"
+    output = [{"id": f"msg_{tag}", "type": "message", "status": "incomplete" if cut else "completed",
+               "role": "assistant", "content": [{"type": "output_text", "text": answer["content"], "annotations": []}]}
+              ] if answer["content"] else []
+    output += [{"id": f"fc_{tag}_{i}", "type": "function_call", "status": "completed", "call_id": call["id"],
+                "name": call["name"], "arguments": call["arguments"]} for i, call in enumerate(answer["calls"])]
+    usage = answer["usage"]
+    return {"id": f"resp_{tag}", "object": "response", "created_at": answer["created"],
+            "status": "incomplete" if cut else "completed", "error": None,
+            "incomplete_details": {"reason": "max_output_tokens"} if cut else None,
+            "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
+            "model": answer["model"], "output": output, "parallel_tool_calls": body.get("parallel_tool_calls", True),
+            "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [],
+            "usage": {"input_tokens": usage["prompt_tokens"], "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens": usage["completion_tokens"], "output_tokens_details": {"reasoning_tokens": 0},
+                      "total_tokens": usage["total_tokens"]}}
+
+
+def _sim_response_events(response: dict) -> list:
+    """The Responses API stream of a response, in the official order, as (event, data) pairs each
+    with its sequence_number: response.created, response.in_progress; per output item
+    output_item.added, its text (content_part.added, output_text.delta..., output_text.done,
+    content_part.done) or arguments (function_call_arguments.delta..., .done), output_item.done;
+    then response.completed (response.incomplete when cut) carrying the whole response."""
+    events = []
+
+    def emit(kind, **data):
+        events.append((kind, {"type": kind, "sequence_number": len(events), **data}))
+    shell = dict(response, status="in_progress", output=[], usage=None, incomplete_details=None)
+    emit("response.created", response=shell)
+    emit("response.in_progress", response=shell)
+    for index, item in enumerate(response["output"]):
+        where = {"item_id": item["id"], "output_index": index}
+        if item["type"] == "message":
+            part = item["content"][0]
+            emit("response.output_item.added", output_index=index, item=dict(item, status="in_progress", content=[]))
+            emit("response.content_part.added", **where, content_index=0, part=dict(part, text=""))
+            for piece in _sim_fragments(part["text"]):
+                emit("response.output_text.delta", **where, content_index=0, delta=piece)
+            emit("response.output_text.done", **where, content_index=0, text=part["text"])
+            emit("response.content_part.done", **where, content_index=0, part=part)
+        else:
+            emit("response.output_item.added", output_index=index, item=dict(item, status="in_progress", arguments=""))
+            for piece in _sim_fragments(item["arguments"]):
+                emit("response.function_call_arguments.delta", **where, delta=piece)
+            emit("response.function_call_arguments.done", **where, arguments=item["arguments"])
+        emit("response.output_item.done", output_index=index, item=item)
+    emit("response.completed" if response["status"] == "completed" else "response.incomplete", response=response)
+    return events
+
+
+def _sse(event) -> bytes:
+    """One SSE event: `data: ...` (a string as is, an object as JSON), after `event: NAME` for a pair."""
+    name, data = event if isinstance(event, tuple) else (None, event)
+    data = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    return (f"event: {name}\n" if name else "").encode() + b"data: " + data.encode("utf-8") + b"\n\n"
+
+
 # ---- 6. the loopback server ------------------------------------------------------------------
 
 _SIM_SERVER_CLASS = None
+_SIM_ROUTES = {"/v1/chat/completions": "chat", "/chat/completions": "chat", "/v1/completions": "completions",
+               "/completions": "completions", "/v1/responses": "responses", "/responses": "responses"}
 
 
 def _sim_server_class():
@@ -1208,8 +1524,7 @@ def _sim_server_class():
             self.end_headers()
             self.close_connection = True
             for event in events:
-                data = event if isinstance(event, str) else json.dumps(event, ensure_ascii=False)
-                self.wfile.write(b"data: " + data.encode("utf-8") + b"\n\n")
+                self.wfile.write(_sse(event))
 
         def _reset(self):
             """Close with a TCP RST and no response, like a crashed upstream."""
@@ -1226,12 +1541,13 @@ def _sim_server_class():
 
 class SimVendor:
     """A simulated OpenAI-compatible vendor on 127.0.0.1 (ephemeral port by default), answering
-    `POST /v1/chat/completions` (or `/chat/completions`) deterministically from the body.
+    deterministically from the body: `POST /v1/chat/completions`, `/v1/completions` (a raw prompt
+    in the Kimi K2 chat template's layout, answered in Kimi tokens as a vLLM deployment does) and
+    `/v1/responses` (the Responses API), each also without `/v1`. One case gets one answer on all
+    three: the raw prompt and the Responses input are read back into the chat body they render.
 
-    Personalities: `reference` (like the official API), `sloppy` (spoils ~25% of its tool-call
-    answers), `flaky` (first attempt at ~25% of distinct bodies fails: 429 with Retry-After: 0,
-    500/502/503, reset, cut stream), `drifting` (flips call/no-call on ~30% of requests with tools).
-    `script(body, attempt)` (attempt = 1-based count of this exact body) may return a fault from
+    Personalities: the table under PERSONALITIES. `script(body, attempt)` (attempt = 1-based count
+    of this exact body) may return a fault from
     SIM_FAULTS for tests, or None to answer per personality; its 429s carry `Retry-After:
     retry_after`. Every request is recorded in `.received` (path, lower-cased headers, body,
     attempt, peer port)."""
@@ -1308,18 +1624,28 @@ class SimVendor:
             return self._count, attempt
 
     # -- answering --
-    def _respond(self, handler, body, number: int, attempt: int) -> None:
+    def _respond(self, handler, body, number, attempt) -> None:
         path = urllib.parse.urlsplit(handler.path).path.rstrip("/")
-        if path not in ("/v1/chat/completions", "/chat/completions"):  # an unknown route, as FastAPI says it
+        route = _SIM_ROUTES.get(path)
+        if route is None:  # an unknown route, as FastAPI says it
             return handler._send(404, "application/json", b'{"detail":"Not Found"}', number)
-        if not isinstance(body, dict):
-            error = {"error": {"message": "The request body is not a JSON object.",
-                               "type": "invalid_request_error", "param": None, "code": None}}
+        required = {"completions": "prompt", "responses": "input"}.get(route)
+        if not isinstance(body, dict) or required and required not in body:
+            message = f"Missing required parameter: '{required}'." if isinstance(body, dict) \
+                else "The request body is not a JSON object."
+            error = {"error": {"message": message, "type": "invalid_request_error",
+                               "param": required if isinstance(body, dict) else None, "code": None}}
             return handler._send(400, "application/json", json.dumps(error).encode(), number)
-        digest = _sim_digest(body, self.seed)
+        notes = []
+        if route == "completions":
+            request, readable = _sim_raw_request(body)
+            notes += [] if readable else ["unreadable_prompt"]
+        else:
+            request = _sim_responses_request(body) if route == "responses" else body
+        digest = _sim_digest(request, self.seed)
         stream = body.get("stream") is True
         options = body.get("stream_options")
-        usage = isinstance(options, dict) and options.get("include_usage") is True
+        usage = route == "responses" or isinstance(options, dict) and options.get("include_usage") is True
         fault, retry_after = None, self.retry_after
         if self.script is not None:
             try:
@@ -1333,22 +1659,30 @@ class SimVendor:
         if isinstance(fault, str) and fault.startswith("slow:"):
             time.sleep(float(fault[5:]))
             fault = None
-        answer = _sim_answer(self.personality, body, self.seed, self.answers.get(answer_key(body)))
+        answer = _sim_answer(self.personality, request, self.seed, self.answers.get(answer_key(request)))
+        if route == "chat":
+            whole, events = _sim_completion(answer), _sim_chunks(answer, usage)
+        elif route == "responses":
+            whole = _sim_response(answer, body)
+            events = _sim_response_events(whole)
+        else:
+            whole, events, tricks = _sim_text_completion(self.personality, answer, body, digest, usage)
+            notes += tricks
+        done = [] if route == "responses" else ["[DONE]"]  # the Responses API ends with its last event
         headers = [("x-sim-fault", fault)] if fault else []
         headers += [("x-sim-breakage", answer["breakage"])] if answer["breakage"] else []
+        headers += [("x-sim-raw", ",".join(notes))] if notes else []
         if fault is None:
             if stream:
-                return handler._send_stream(_sim_chunks(answer, usage) + ["[DONE]"], number, headers)
-            return handler._send(200, "application/json", json.dumps(_sim_completion(answer)).encode(), number, headers)
+                return handler._send_stream(events + done, number, headers)
+            return handler._send(200, "application/json", json.dumps(whole).encode(), number, headers)
         if fault == "reset":
             return handler._reset()
         if fault in ("cut_stream", "cut_body"):
             if stream and fault == "cut_stream":
-                chunks = _sim_chunks(answer, usage)
-                kept = max(1, len(chunks) - (3 if usage else 2))  # stop mid-arguments, before the finish chunk
-                return handler._send_stream(chunks[:kept], number, headers)
-            data = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in _sim_chunks(answer, usage)) \
-                if stream else json.dumps(_sim_completion(answer)).encode()
+                kept = max(1, len(events) - (3 if usage else 2))  # stop mid-arguments, before the finish
+                return handler._send_stream(events[:kept], number, headers)
+            data = b"".join(_sse(e) for e in events) if stream else json.dumps(whole).encode()
             return handler._send_cut("text/event-stream" if stream else "application/json", data, number, headers)
         statuses = {"429": 429, "500": 500, "502": 502, "503": 503, "401": 401, "403": 403, "404": 404,
                     "400_schema": 400}
@@ -1359,7 +1693,7 @@ class SimVendor:
             return handler._send(500, "text/plain", message.encode(), number, headers)
         if fault == "429":
             headers.append(("Retry-After", retry_after))
-        status, content_type, data = _sim_error(statuses[fault], body)
+        status, content_type, data = _sim_error(statuses[fault], request)
         return handler._send(status, content_type, data, number, headers)
 
     def serve_forever(self) -> None:

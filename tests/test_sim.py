@@ -545,7 +545,8 @@ def test_paths_and_bad_bodies(session):
     with sim.SimVendor("reference") as vendor:
         base = vendor.url.removesuffix("/v1")
         assert session.post(base + "/chat/completions", json=DIALECT[0], timeout=10).status_code == 200
-        assert session.post(vendor.url + "/completions", json=DIALECT[0], timeout=10).status_code == 404
+        assert session.post(vendor.url + "/embeddings", json=DIALECT[0], timeout=10).status_code == 404
+        assert session.post(vendor.url + "/completions", json=DIALECT[0], timeout=10).status_code == 400  # no prompt
         assert session.post(vendor.url + "/chat/completions", data=b"[1]", timeout=10).status_code == 400
         assert session.get(vendor.url + "/models", timeout=10).json()["data"]
 
