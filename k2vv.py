@@ -3384,6 +3384,7 @@ def chat_template(model: str) -> Callable[[dict], str]:
     """A renderer of a prepared chat body into the prompt K2VV sends with --use_raw_completions:
     --tokenizer-model's chat template (a directory, or a name transformers can load; loaded with
     trust_remote_code, as K2VV does: the Kimi tokenizer needs its repository's code)."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # not its advice about PyTorch on our stderr
     try:
         from transformers import AutoTokenizer
     except ImportError:
@@ -3396,6 +3397,10 @@ def chat_template(model: str) -> Callable[[dict], str]:
         raise K2vvError(f"--tokenizer-model {model}: cannot load it ({first_line(err)})") from None
     if not getattr(tokenizer, "chat_template", None):
         raise K2vvError(f"--tokenizer-model {model} has no chat template to render prompts with")
+    try:  # what every line needs (jinja2, a template that parses) fails here, once, not at line 1
+        tokenizer.apply_chat_template([{"role": "user", "content": "k2vv"}], tokenize=False, add_generation_prompt=True)
+    except Exception as err:  # noqa: BLE001 - ImportError, jinja2's TemplateError, anything a template raises
+        raise K2vvError(f"--tokenizer-model {model}: cannot render its chat template ({first_line(err)})") from None
     return lambda body: tokenizer.apply_chat_template(body["messages"], tools=body.get("tools") or None,
                                                       tokenize=False, add_generation_prompt=True)
 
@@ -3921,7 +3926,7 @@ def cmd_report(args) -> int:
 DEMO_MODEL = "kimi-k2-sim"
 # k2vv_sim.PERSONALITIES, named here so `--help` need not import the simulator (a test keeps them equal).
 SIM_PERSONALITIES = ("reference", "sloppy", "flaky", "drifting", "ignores_none", "stream_broken", "id_sensitive",
-                     "reasoning_sensitive")
+                     "reasoning_sensitive", "raw_tricky")
 
 
 def is_relevance(case: Case) -> bool:
