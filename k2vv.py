@@ -814,11 +814,12 @@ def parse_exchange(exchange: dict) -> Parsed | None:
 
 
 def score_exchange(body: dict, exchange: dict | None, keep_completion: bool = True,
-                   parsed: Parsed | None = None, case: Case | None = None) -> Outcome:
+                   parsed: Parsed | None = None, case: Case | None = None, keys: bool = False) -> Outcome:
     """Score one raw exchange against the request body it answers (DESIGN §8). None = unanswered.
     keep_completion=False leaves out the reassembled chat.completion, which only results.jsonl needs;
     `parsed` is the exchange's answer when the caller has parsed it already (the runner has);
-    `case`, when given, brings the `expected` calls the answer is also judged against (DESIGN §10)."""
+    `case`, when given, brings the `expected` calls the answer is also judged against (DESIGN §10);
+    `keys`: the call_keys argument agreement compares (only a run with a baseline does: 2 hashes a call)."""
     if exchange is None:
         return Outcome("unanswered")
     meta = {"timing": exchange.get("timing"), "attempts": exchange.get("attempts", 0), "at": exchange.get("at"),
@@ -838,7 +839,7 @@ def score_exchange(body: dict, exchange: dict | None, keep_completion: bool = Tr
         return Outcome("truncated", findings=parsed.findings, error_class="tool_section_cut", **meta)
     headers = exchange.get("headers") if isinstance(exchange.get("headers"), dict) else {}
     routed = next((headers[h] for h in ROUTING_HEADERS if isinstance(headers.get(h), str) and headers[h]), None)
-    return outcome_of(parsed, tools_by_name(body), meta, keep_completion, parsed.routed or routed, case)
+    return outcome_of(parsed, tools_by_name(body), meta, keep_completion, parsed.routed or routed, case, keys)
 
 
 def judge_expected(case: Case, calls: tuple, tools: dict) -> tuple[bool | None, str | None]:
@@ -856,7 +857,7 @@ def judge_expected(case: Case, calls: tuple, tools: dict) -> tuple[bool | None, 
 
 
 def outcome_of(parsed: Parsed, tools: dict, meta: dict, keep_completion: bool = True, routed: str | None = None,
-               case: Case | None = None) -> Outcome:
+               case: Case | None = None, keys: bool = False) -> Outcome:
     finish = parsed.finish_reason
     findings = list(parsed.findings)
     triggered = finish == "tool_calls"
@@ -881,7 +882,7 @@ def outcome_of(parsed: Parsed, tools: dict, meta: dict, keep_completion: bool = 
     return Outcome(cls, finish, calls, tuple(dict.fromkeys(findings)), parsed.usage, parsed.usage_source,
                    tuple(c.get("name") for c in parsed.calls),
                    completion=parsed.completion if keep_completion else None,
-                   routed_provider=routed, keys=call_keys((c.name, c.value, c.parsed) for c in calls),
+                   routed_provider=routed, keys=call_keys((c.name, c.value, c.parsed) for c in calls) if keys else (),
                    expected=judge_expected(case, calls, tools), **meta)
 
 
@@ -1196,10 +1197,11 @@ class CaseFacts(NamedTuple):
 LISTED = 50  # cases a summary names per list (flaky, disagreeing); the counts are whole
 
 
-def _keep_first(kept: list, where: tuple) -> None:
-    """Keep the LISTED first cases in test-set order (cases arrive in order within a share)."""
+def _keep_first(kept: list, case: Case | None, number: int, *more) -> None:
+    """Keep the LISTED first cases in test-set order (cases arrive in order within a share) as
+    (data_index, case_id, *more); the id is hashed only for a case that is kept."""
     if len(kept) < LISTED:
-        kept.append(where)
+        kept.append(((case.data_index, case.case_id) if case is not None else (number, "")) + more)
 
 
 def case_facts(out: Outcome) -> CaseFacts:
@@ -1279,11 +1281,10 @@ class Tally:
         `case` names it in the lists of flaky and disagreeing cases."""
         self.cases += 1
         passed = ctp = cfp = cfn = 0
-        where = (case.data_index, case.case_id) if case is not None else (self.cases, "")
         seen = {(a.triggered, a.passes) for a in answers if a.answered}
         if len(seen) > 1:  # trials that disagree on trigger or validity
             self.flaky += 1
-            _keep_first(self.flaky_cases, where)
+            _keep_first(self.flaky_cases, case, self.cases)
         for answered, triggered, passes, names, keys in answers:
             if not answered:
                 continue
@@ -1301,13 +1302,13 @@ class Tally:
                 self.args_loose_equal += loose
                 if not exact:
                     self.args_differ += 1
-                    _keep_first(self.args_differ_cases, where)
+                    _keep_first(self.args_differ_cases, case, self.cases)
             elif triggered:
                 cfp += 1
-                _keep_first(self.fp_cases, where + (list(names),))
+                _keep_first(self.fp_cases, case, self.cases, list(names))
             elif base.triggered:
                 cfn += 1
-                _keep_first(self.fn_cases, where + (list(base.names),))
+                _keep_first(self.fn_cases, case, self.cases, list(base.names))
             else:
                 self.tn += 1
         self.pass_any += passed > 0
@@ -2000,10 +2001,6 @@ class ResponseCache:
     def _rows(self, keys: list | None, limit: int = 0) -> list:
         return self._select(self._execute(), keys, limit)
 
-    def count_present(self, keys: list) -> int:
-        """How many of `keys` have an entry (whether it decodes is the second pass's business)."""
-        return self._select(self._execute(), keys).__len__()
-
     def endpoints(self, limit: int = 20_000) -> Counter:
         """{(url, model): answers} over the first `limit` entries: what the cache holds answers
         for, to say so when a job's settings find none (entries from before 0.1.0 name none)."""
@@ -2508,9 +2505,10 @@ class Runner:
                  *, concurrency: int, timeout: float, retries: int, extra_body: dict,
                  progress: Callable[[RunState, bool], None] | None = None,
                  notify: Callable[[str], None] | None = None, seed: int | None = None,
-                 max_answer_bytes: int = MAX_ANSWER_BYTES):
+                 max_answer_bytes: int = MAX_ANSWER_BYTES, argument_keys: bool = False):
         """`progress(state, final)` is called as answers finish; `notify(text)` with what the user
-        must hear even when progress is off (a stop in progress). The runner prints nothing itself."""
+        must hear even when progress is off (a stop in progress); `argument_keys`: score each answer
+        for argument agreement (a run with a baseline). The runner prints nothing itself."""
         self.provider, self.cache, self.journal = provider, cache, journal
         self.recorder: Recorder | None = None
         self.client: dict | None = None  # client_settings, read by the first worker (no request, no import)
@@ -2518,7 +2516,7 @@ class Runner:
         self.extra_body = extra_body
         self.progress = progress or (lambda state, final: None)
         self.notify = notify or (lambda text: None)
-        self.deadlines, self.max_answer_bytes = Deadlines(), max_answer_bytes
+        self.deadlines, self.max_answer_bytes, self.argument_keys = Deadlines(), max_answer_bytes, argument_keys
         self.read_answer = functools.partial(read_answer, provider.api)
         self.pace = Pace(concurrency)
         self.last_answer = time.monotonic()  # the run starts "in progress": early 429s cost no retry
@@ -2626,7 +2624,7 @@ class Runner:
             with self._lock:
                 self.in_flight -= 1
         if exchange is not None:
-            outcome = score_exchange(item.case.body, exchange, parsed=parsed, case=item.case)
+            outcome = score_exchange(item.case.body, exchange, parsed=parsed, case=item.case, keys=self.argument_keys)
         elif error == "interrupted":
             return
         else:
@@ -2655,16 +2653,17 @@ class Runner:
         self.crash = self.crash or err
         self.stop.set()
 
-    def skipped(self, cached: bool) -> None:
-        """One of the `total` items needs no request: its answer is cached, or an identical body is
-        being sent already (that one is not counted twice)."""
-        with self._lock:
-            if cached:
-                self.state.cached += 1
-                self.state.done += 1
-            else:
-                self.state.total -= 1
-        self.progress(self.state, False)
+    def skipped(self, cached: bool, count: int = 1) -> None:
+        """`count` of the `total` items need no request: their answers are cached, or an identical
+        body is being sent already (that one is not counted twice)."""
+        if count:
+            with self._lock:
+                if cached:
+                    self.state.cached += count
+                    self.state.done += count
+                else:
+                    self.state.total -= count
+            self.progress(self.state, False)
 
     def run(self, items: Iterable[WorkItem], total: int) -> RunState:
         """Send `items` (produced as they are needed; `skipped` counts the rest of `total`) with
@@ -2820,7 +2819,7 @@ class Baseline:
         if exchange is None:
             return None
         self.stats["matched"] += 1
-        return baseline_of(score_exchange(case.body, exchange, keep_completion=False))
+        return baseline_of(score_exchange(case.body, exchange, keep_completion=False, keys=True))
 
     def finish(self, cases: int, test_set: str, cache_dir: Path) -> dict:
         """The summary's description of the baseline, once every case was seen."""
@@ -2930,7 +2929,7 @@ def fold_share(job: Job, cache: ResponseCache, baseline: Baseline | None = None,
                     fact, line = journal.answer(ordinal)
                 else:
                     item = its[t]
-                    outcome = score_exchange(case.body, next(answers), keep, case=case)
+                    outcome = score_exchange(case.body, next(answers), keep, case=case, keys=baseline is not None)
                     fold.tally.add_answer(outcome)
                     fact = case_facts(outcome)
                     if keep:
@@ -3095,40 +3094,48 @@ def write_results(job: Job, cache: ResponseCache, baseline: Baseline | None,
     return summary
 
 
-def count_items(job: Job, cache: ResponseCache | None = None) -> tuple[int, int]:
+def count_items(job: Job, cache: ResponseCache | None = None) -> tuple[int, bytearray | None]:
     """The first pass of `run`: check every line, so one bad line stops the run before anything is
-    sent; (how many (case, trial) items there are, how many of them `cache` answers already)."""
-    errors, cases, cached = [], 0, 0
+    sent; (how many (case, trial) items there are, which of them `cache` has no usable answer for:
+    1 at the item's ordinal, or None without a cache: all of them)."""
+    errors, cases = [], 0
+    misses = bytearray() if cache is not None else None
     for batch in _batched(enumerate(job.cases(errors)), SEND_BATCH):
         cases += len(batch)
-        if cache is not None and not errors:
-            cached += cache.count_present([it.key for n, case in batch for it in job.items(case, n)])
+        if misses is not None and not errors:
+            misses += bytes(exchange is None for exchange in
+                            cache.get_each([it.key for n, case in batch for it in job.items(case, n)]))
     if errors:
         raise InputErrors(errors)
     if not cases:
         raise K2vvError(f"{job.test_set.name}: no cases (no line that is not blank); nothing was sent")
-    return cases * job.trials, cached
+    return cases * job.trials, misses
 
 
-def cache_misses(job: Job, cache: ResponseCache, runner: Runner, refresh: bool, checked: int):
-    """The second pass of `run`: the items with no usable cached answer (a damaged entry is not
-    usable), the first of identical bodies only, found a batch at a time as the runner takes them,
-    so sending starts at once and no request body is held longer than it is queued or in flight."""
-    seen, errors, ordinal = set(), [], 0
+def cache_misses(job: Job, runner: Runner, checked: int, misses: bytearray | None):
+    """The second pass of `run`: the items the first pass found no usable cached answer for (a
+    damaged entry is not usable; `misses` None: every item), the first of identical bodies only,
+    found a batch at a time as the runner takes them, so sending starts at once and no request body
+    is held longer than it is queued or in flight. A case with nothing to send is not prepared."""
+    if misses is not None and not any(misses):
+        runner.skipped(cached=True, count=checked)
+        return
+    seen, errors, ordinal, trials = set(), [], 0, job.trials
     for batch in _batched(enumerate(job.cases(errors)), SEND_BATCH):
-        ordinal += len(batch) * job.trials
+        ordinal += len(batch) * trials
         if errors or ordinal > checked:  # lines the check pass did not see: the file changed since
             raise test_set_changed(job.test_set.name)
-        items = [it for n, case in batch for it in job.items(case, n)]
-        found = [None] * len(items) if refresh else cache.get_each([it.key for it in items])
-        for item, exchange in zip(items, found):
-            if exchange is not None:
-                runner.skipped(cached=True)
-            elif item.key in seen:  # identical bodies share one answer: send each key once
-                runner.skipped(cached=False)
-            else:
-                seen.add(item.key)
-                yield item
+        for n, case in batch:
+            wanted = [t for t in range(trials) if misses is None or misses[n * trials + t]]
+            runner.skipped(cached=True, count=trials - len(wanted))
+            for item in job.items(case, n, samples=wanted[-1] + 1) if wanted else ():
+                if item.sample not in wanted:
+                    continue
+                if item.key in seen:  # identical bodies share one answer: send each key once
+                    runner.skipped(cached=False)
+                else:
+                    seen.add(item.key)
+                    yield item
 
 
 def report_examples(results_path: Path) -> dict:
@@ -3199,14 +3206,14 @@ def mode_jobs(job: Job) -> tuple[Job, ...]:
 
 
 def count_mode_items(job: Job, cache: ResponseCache | None = None) -> tuple[list, int]:
-    """count_items of each job mode_jobs gives: ([items per job], cached over all)."""
+    """count_items of each job mode_jobs gives: ([(items, misses) per job], cached over all)."""
     counts = [count_items(j, cache) for j in mode_jobs(job)]
-    return [total for total, _ in counts], sum(cached for _, cached in counts)
+    return counts, sum(total - sum(misses) for total, misses in counts if misses is not None)
 
 
-def mode_misses(job: Job, cache: ResponseCache, runner: Runner, refresh: bool, totals: list):
-    for one, checked in zip(mode_jobs(job), totals):
-        yield from cache_misses(one, cache, runner, refresh, checked)
+def mode_misses(job: Job, runner: Runner, counts: list):
+    for one, (checked, misses) in zip(mode_jobs(job), counts):
+        yield from cache_misses(one, runner, checked, misses)
 
 
 def divergent_cases(stream_job: Job, plain_job: Job, cache: ResponseCache) -> list[str]:
@@ -3660,8 +3667,8 @@ def cmd_run(args) -> int:
     timeout = next(t for t in (args.timeout, job.provider.timeout, 600.0) if t is not None)
     baseline = resolve_baseline(args, job)
     with open_cache(job.cache_dir) as cache:
-        totals, cached = count_mode_items(job, None if args.refresh else cache)  # a bad line stops here: nothing sent
-        total = sum(totals)
+        counts, cached = count_mode_items(job, None if args.refresh else cache)  # a bad line stops here: nothing sent
+        total = sum(items for items, _ in counts)
         check_writable(job)
         print(f"k2vv: {job.provider.name} · {_public_url(job.provider.url)} · model {job.provider.model}\n"
               f"      {plural(total, 'request')} ({cached} cached, {total - cached} to send) · concurrency "
@@ -3670,12 +3677,12 @@ def cmd_run(args) -> int:
             print(f"k2vv: note: {job.provider.api_key_env} is not set; sending without an API key", file=sys.stderr)
         runner = Runner(job.provider, api_key, cache, job.results_path, concurrency=concurrency, timeout=timeout,
                         retries=args.retries, extra_body=job.extra_body, max_answer_bytes=args.max_answer_bytes,
-                        progress=None if args.quiet else _progress_printer(),
+                        argument_keys=baseline is not None, progress=None if args.quiet else _progress_printer(),
                         notify=lambda text: print(f"\nk2vv: {text}", file=sys.stderr, flush=True))
         interrupted = False
         try:
             with sigterm_as_interrupt():
-                runner.run(mode_misses(job, cache, runner, args.refresh, totals), total)
+                runner.run(mode_misses(job, runner, counts), total)
         except KeyboardInterrupt:
             interrupted = True
         _report_damage(cache)
