@@ -2001,6 +2001,9 @@ class ResponseCache:
     def _rows(self, keys: list | None, limit: int = 0) -> list:
         return self._select(self._execute(), keys, limit)
 
+    def empty(self) -> bool:
+        return not self._rows(None, 1)
+
     def endpoints(self, limit: int = 20_000) -> Counter:
         """{(url, model): answers} over the first `limit` entries: what the cache holds answers
         for, to say so when a job's settings find none (entries from before 0.1.0 name none)."""
@@ -3099,7 +3102,7 @@ def count_items(job: Job, cache: ResponseCache | None = None) -> tuple[int, byte
     sent; (how many (case, trial) items there are, which of them `cache` has no usable answer for:
     1 at the item's ordinal, or None without a cache: all of them)."""
     errors, cases = [], 0
-    misses = bytearray() if cache is not None else None
+    misses = bytearray() if cache is not None and not cache.empty() else None  # an empty cache misses all
     for batch in _batched(enumerate(job.cases(errors)), SEND_BATCH):
         cases += len(batch)
         if misses is not None and not errors:
