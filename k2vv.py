@@ -3105,9 +3105,14 @@ def count_items(job: Job, cache: ResponseCache | None = None) -> tuple[int, byte
     misses = bytearray() if cache is not None and not cache.empty() else None  # an empty cache misses all
     for batch in _batched(enumerate(job.cases(errors)), SEND_BATCH):
         cases += len(batch)
-        if misses is not None and not errors:
+        if errors:
+            continue
+        if misses is not None:
             misses += bytes(exchange is None for exchange in
                             cache.get_each([it.key for n, case in batch for it in job.items(case, n)]))
+        elif job.provider.api == "completions":  # a line may lack its prompt or fail the template: say so now
+            for _, case in batch:
+                job.prepare(case)
     if errors:
         raise InputErrors(errors)
     if not cases:
