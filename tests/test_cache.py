@@ -19,7 +19,7 @@ class _Planted:
 
 def test_values_are_canonical_json_bytes_readable_with_sqlite_alone(tmp_path):
     with k2vv.open_cache(tmp_path / "c") as cache:
-        cache.set("a" * 64, EXCHANGE)
+        cache.store_many([("a" * 64, k2vv.canonical_json(EXCHANGE))])
         assert cache.get("a" * 64) == EXCHANGE
     db = sqlite3.connect(tmp_path / "c" / "cache.db")
     key, raw, mode, value = db.execute("SELECT key, raw, mode, value FROM Cache").fetchone()
@@ -32,19 +32,19 @@ def test_the_cache_never_evicts_even_if_created_with_diskcache_defaults(tmp_path
     big = dict(EXCHANGE, pad="x" * 40_000)  # file-backed values (>= 32 KiB)
     with k2vv.open_cache(tmp_path / "c") as cache:
         for i in range(60):
-            cache.set(f"{i:064x}", big)
+            cache.store_many([(f"{i:064x}", k2vv.canonical_json(big))])
         assert cache._cache.eviction_policy == "none"
         assert all(cache.get(f"{i:064x}") == big for i in range(60))
 
 
 def test_damaged_and_foreign_entries_are_reported_not_trusted(tmp_path):
     with k2vv.open_cache(tmp_path / "c") as cache:
-        cache.set("1" * 64, EXCHANGE)
-        cache.set("2" * 64, EXCHANGE)
-        cache.set("3" * 64, EXCHANGE)
-        cache.set("4" * 64, EXCHANGE)
-        cache._cache.set("5" * 64, b"{not json")
-        cache._cache.set("6" * 64, k2vv.canonical_json(dict(EXCHANGE, v=99)))
+        cache.store_many([("1" * 64, k2vv.canonical_json(EXCHANGE))])
+        cache.store_many([("2" * 64, k2vv.canonical_json(EXCHANGE))])
+        cache.store_many([("3" * 64, k2vv.canonical_json(EXCHANGE))])
+        cache.store_many([("4" * 64, k2vv.canonical_json(EXCHANGE))])
+        cache.store_many([("5" * 64, b"{not json")])
+        cache.store_many([("6" * 64, k2vv.canonical_json(dict(EXCHANGE, v=99)))])
     db = sqlite3.connect(tmp_path / "c" / "cache.db")
     db.execute("UPDATE Cache SET mode = 4, value = ? WHERE key = ?", (pickle.dumps(_Planted()), "1" * 64))
     db.execute("UPDATE Cache SET mode = 2, filename = '../../../../etc/hostname' WHERE key = ?", ("2" * 64,))
@@ -57,7 +57,7 @@ def test_damaged_and_foreign_entries_are_reported_not_trusted(tmp_path):
         assert cache.get("4" * 64) == EXCHANGE
         assert cache.get("5" * 64) is None and cache.get("6" * 64) is None
         assert len(cache.damaged) == 4
-        cache.set("2" * 64, EXCHANGE)  # refetched answers replace damage without touching /etc
+        cache.store_many([("2" * 64, k2vv.canonical_json(EXCHANGE))])  # refetched answers replace damage without touching /etc
         assert cache.get("2" * 64) == EXCHANGE
     assert not hasattr(builtins, "K2VV_UNPICKLED")
 
@@ -71,7 +71,7 @@ def test_score_needs_an_existing_cache(tmp_path, capsys):
 def test_a_foreign_cache_db_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "c").mkdir()
     with k2vv.open_cache(tmp_path / "c") as cache:
-        cache.set("a" * 64, EXCHANGE)
+        cache.store_many([("a" * 64, k2vv.canonical_json(EXCHANGE))])
     db = sqlite3.connect(tmp_path / "c" / "cache.db")
     db.execute("INSERT INTO Settings VALUES ('disk_evil', 1)")
     db.commit()
