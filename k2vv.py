@@ -71,6 +71,8 @@ from k2vv_http import (MAX_ANSWER_BYTES, REJECT_STATUSES, ROUTING_HEADERS, SETUP
                        redact_bytes, send_once, vendor_message)
 from k2vv_judge import (CannotJudge, NotJudgeable, check_instance, expected_verdict, fault_reached, json_equal,
                         json_type_name, lint_schema, tool_schema, use_meta_schemas)
+from k2vv_providers import (APIS, PRESETS, Provider, ProviderError, api_key_for, check_base_url, known_providers,
+                            public_url, resolve_provider, use_provider_schema)
 
 __version__ = "0.1.0"
 __all__ = [
@@ -91,9 +93,6 @@ K2VV_ONLY_KEYS = ("id", "expected", "k2vv")
 CASE_KEYS = frozenset(("messages", "tools"))
 # finish_reason values of the OpenAI API; anything else is a conformance finding.
 STANDARD_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
-# The endpoints k2vv speaks (DESIGN §12): chat is the verifier's own; the others are translated to
-# the chat shape by k2vv_wire, so one parser scores them all.
-APIS = {"chat": "/chat/completions", "completions": "/completions", "responses": "/responses"}
 REQUEST_TIME_CAP = 900.0  # seconds one request may take over all its attempts (a persistent 429 ends)
 PROGRESS_WINDOW = 120.0  # a run answered within this many seconds is "making progress" (429s cost no retry)
 DEFAULT_CONCURRENCY = 32  # a ceiling: the Pace finds what the vendor sustains below it
@@ -134,10 +133,6 @@ class InputErrors(K2vvError):
     def __init__(self, errors: list[InputError]):
         super().__init__("\n".join(str(e) for e in errors))
         self.errors = errors
-
-
-class ProviderError(K2vvError):
-    pass
 
 
 # ==== 1. data model ============================================================================
@@ -1669,7 +1664,8 @@ def _read_bytes(path: str) -> bytes:
         return fh.read()
 
 
-use_meta_schemas(resource)  # the judge reads the bundled meta-schemas through the file layer
+use_meta_schemas(resource)  # the judge and the providers read bundled schemas through the file layer
+use_provider_schema(resource)
 
 
 @dataclass
@@ -1842,201 +1838,6 @@ def open_cache(directory, readonly: bool = False) -> ResponseCache:
 
 
 # ---- 3c. providers -------------------------------------------------------------------------------
-
-# Built-in presets (DESIGN §4). Keys come from the named environment variable only.
-PRESETS = {
-    "moonshot": {"base_url": "https://api.moonshot.ai/v1", "model": "kimi-k2-0905-preview",
-                 "api_key_env": "MOONSHOT_API_KEY"},
-    "openrouter": {"base_url": "https://openrouter.ai/api/v1", "model": "moonshotai/kimi-k2-0905",
-                   "api_key_env": "OPENROUTER_API_KEY", "headers": {"X-Title": "k2vv"}},
-    "vllm": {"base_url": "http://127.0.0.1:8000/v1", "model": "moonshotai/Kimi-K2-Instruct-0905",
-             "api_key_env": "VLLM_API_KEY", "api_key_required": False},
-    "sglang": {"base_url": "http://127.0.0.1:30000/v1", "model": "moonshotai/Kimi-K2-Instruct-0905",
-               "api_key_env": "SGLANG_API_KEY", "api_key_required": False},
-}
-PROVIDER_FIELDS = ("base_url", "model", "api_key_env", "api_key_required", "headers", "extra_body",
-                   "temperature", "max_tokens", "concurrency", "timeout")
-# Header names whose values are secrets: never in a cache key, a file, or a message.
-_SECRET_HEADER_RE = re.compile(r"auth|api[-_]?key|token|secret|cookie|password", re.I)
-
-
-@dataclass
-class Provider:
-    name: str
-    base_url: str
-    model: str
-    api_key_env: str | None = None
-    api_key_required: bool = True
-    headers: dict = field(default_factory=dict)
-    extra_body: dict = field(default_factory=dict)
-    temperature: float | None = None
-    max_tokens: int | None = None
-    concurrency: int | None = None
-    timeout: float | None = None
-    source: str = "preset"
-    api: str = "chat"  # the endpoint a run speaks (APIS): set by --api / --use_raw_completions
-
-    @property
-    def url(self) -> str:
-        return self.base_url.rstrip("/") + APIS[self.api]
-
-    def public_headers(self) -> dict:
-        """The configured headers that may be hashed and stored (secrets dropped)."""
-        return {k: v for k, v in sorted(self.headers.items()) if not _SECRET_HEADER_RE.search(k)}
-
-    def __repr__(self):  # never show headers or keys
-        return f"Provider({self.name!r}, {self.base_url!r}, {self.model!r})"
-
-
-def provider_files(explicit: str | None) -> list[Path]:
-    """Where providers are looked up, in order (DESIGN §4)."""
-    if explicit:
-        return [Path(explicit)]
-    xdg = os.environ.get("XDG_CONFIG_HOME") or (os.path.join(os.environ["HOME"], ".config")
-                                                if os.environ.get("HOME") else None)
-    files = [Path("k2vv.toml")]
-    if xdg:
-        files.append(Path(xdg) / "k2vv" / "providers.toml")
-    return files
-
-
-def _load_toml(path: Path) -> dict:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise K2vvError(f"{path}: cannot read ({err.strerror or err})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise K2vvError(f"{path}: not valid TOML: {err}") from None
-
-
-_PROVIDER_CHECK = None
-
-
-def check_provider_entry(name: str, entry) -> list[str]:
-    """Problems of one `[providers.NAME]` table against schemas/provider.json, each naming the bad
-    key and what was expected; plus the one rule a schema cannot say: no secrets in headers."""
-    global _PROVIDER_CHECK
-    if _PROVIDER_CHECK is None:
-        import fastjsonschema
-        _PROVIDER_CHECK = fastjsonschema.compile(json.loads(resource("schemas/provider.json")),
-                                                 use_formats=False, use_default=False, fast_fail=False)
-    table = f"[providers.{name}]"
-    problems = []
-    try:
-        _PROVIDER_CHECK(entry)
-    except Exception as err:  # noqa: BLE001 - JsonSchemaValuesException (all) or ValueException (one)
-        for e in getattr(err, "errors", [err]):
-            where = (getattr(e, "name", "") or "data")[len("data"):]
-            message = (getattr(e, "message", "") or str(e))[len(getattr(e, "name", "") or ""):].strip()
-            if getattr(e, "rule", None) == "additionalProperties":
-                message = f"has unknown keys (expected only {', '.join(PROVIDER_FIELDS)}): " + message
-            problems.append(f"{table}{where}: {message}")
-    if isinstance(entry, dict) and isinstance(entry.get("headers"), dict):
-        for key, value in entry["headers"].items():
-            if _SECRET_HEADER_RE.search(key):
-                problems.append(f"{table}.headers.{key}: looks like a secret "
-                                "(expected secrets only from the environment: use api_key_env)")
-            problem = header_problem(key, value)
-            if problem:
-                problems.append(f"{table}.headers.{key}: {problem}")
-    if isinstance(entry, dict):
-        for key in ("timeout", "temperature", "concurrency", "max_tokens"):
-            if isinstance(entry.get(key), float) and not math.isfinite(entry[key]):
-                problems.append(f"{table}.{key}: {entry[key]} is not a finite number")
-        if isinstance(entry.get("concurrency"), int) and entry["concurrency"] > MAX_CONCURRENCY:
-            problems.append(f"{table}.concurrency: at most {MAX_CONCURRENCY}")
-    return problems
-
-
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
-
-
-def header_problem(name, value) -> str | None:
-    """Why an HTTP header cannot be sent as given (None when it can): the name must be an RFC 9110
-    token, the value Latin-1 text without line breaks (http.client raises on anything else)."""
-    if not isinstance(name, str) or not _HEADER_NAME.match(name):
-        return "not a valid header name (letters, digits and !#$%&'*+.^_`|~- only)"
-    if not isinstance(value, str):
-        return "the value is not a string"
-    if any(c in value for c in "\r\n\0"):
-        return "the value contains a line break or NUL"
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        return "the value has characters outside Latin-1, which HTTP headers cannot carry"
-    return None
-
-
-def known_providers(explicit_file: str | None) -> dict:
-    """name -> (entry, source) from the provider files and the presets (files win)."""
-    found = {name: (dict(entry), "preset") for name, entry in PRESETS.items()}
-    for path in reversed(provider_files(explicit_file)):
-        if not path.exists():
-            if explicit_file:
-                raise K2vvError(f"{path}: no such providers file")
-            continue
-        table = _load_toml(path).get("providers", {})
-        if not isinstance(table, dict):
-            raise K2vvError(f"{path}: `providers` must be a table of [providers.NAME] entries")
-        problems = [p for name, entry in table.items() for p in check_provider_entry(name, entry)]
-        if problems:
-            raise K2vvError(f"{path}: {plural(len(problems), 'problem')} in the providers\n"
-                            + "\n".join(f"{path}: {p}" for p in problems))
-        found.update((name, (entry, str(path))) for name, entry in table.items())
-    return found
-
-
-def resolve_provider(name: str, explicit_file: str | None) -> Provider:
-    known = known_providers(explicit_file)
-    if name in known:
-        entry, source = known[name]
-    elif name.startswith("openrouter:") and len(name) > len("openrouter:"):
-        slug = name.split(":", 1)[1]
-        entry, source = dict(known["openrouter"][0]), "preset"
-        entry["extra_body"] = deep_merge(entry.get("extra_body") or {},
-                                         {"provider": {"only": [slug], "allow_fallbacks": False}})
-    else:
-        names = ", ".join(sorted(known) + ["openrouter:<slug>"])
-        raise K2vvError(f"unknown provider {name!r}; known providers: {names} "
-                        "(or use --base-url and --model)")
-    for key in ("base_url", "model"):
-        if not entry.get(key):
-            raise K2vvError(f"provider {name!r} ({source}) has no {key}")
-    fields = {k: entry[k] for k in PROVIDER_FIELDS if k in entry}
-    return Provider(name=name, source=source, **fields)
-
-
-def api_key_for(provider: Provider, cli_key: str | None = None) -> str | None:
-    """The API key, from --api-key or the provider's environment variable; a required key that is
-    missing, or one with spaces or control characters (a CRLF file), stops everything before a
-    single request (exit 2). The message names where the key came from, never the key."""
-    key = cli_key or (os.environ.get(provider.api_key_env) if provider.api_key_env else None)
-    where = "--api-key" if cli_key else f"the environment variable {provider.api_key_env}"
-    if not key and provider.api_key_required:
-        if not provider.api_key_env:
-            raise ProviderError(f"provider {provider.name!r} ({provider.source}) needs an API key but names no "
-                                "variable to read it from: add api_key_env = \"NAME_OF_VARIABLE\" to its entry "
-                                "(or api_key_required = false for an endpoint without keys); nothing was sent")
-        raise ProviderError(f"provider {provider.name!r} needs an API key: set {where} (nothing was sent)")
-    if key and (key != key.strip() or any(ord(c) < 33 or ord(c) > 126 for c in key)):
-        raise ProviderError(f"the API key in {where} contains spaces, control or non-ASCII characters (a line "
-                            "break from a file?); fix it (nothing was sent)")
-    return key
-
-
-def check_base_url(url: str, source: str) -> str:
-    """An http(s) URL with a host, or a usage error naming where it came from (requests would
-    otherwise fail every attempt of every request as if the network were down)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise K2vvError(f"{source}: {_public_url(url)!r} is not an http:// or https:// URL with a host "
-                        "(expected e.g. --base-url http://127.0.0.1:8000/v1)")
-    return url
-
 
 # ---- 3d. the runner: thread pool, retries, journal, progress ----------------------------------------
 
@@ -2378,7 +2179,7 @@ class Runner:
             self.pace.release(episode, "spent" if budget else "ok", budget)
             self.last_answer = time.monotonic()
             exchange.update(v=CACHE_VERSION, attempts=attempt, at=utc_now(),
-                            endpoint={"url": _public_url(self.provider.url), "model": self.provider.model},
+                            endpoint={"url": public_url(self.provider.url), "model": self.provider.model},
                             pace={"limit": int(self.pace.limit), "ceiling": self.pace.ceiling, "rate_limited": limited})
             self.any_success = True  # any answer, a rejection included: the endpoint works
             return exchange, parsed, None, attempt, None
@@ -2677,7 +2478,7 @@ def fold_answers(job: Job, cache: ResponseCache, baseline: Baseline | None = Non
         raise InputErrors(sorted(errors, key=lambda err: err.line))
     tally = fold.tally
     baseline_info = baseline.finish(tally.cases, job.test_set.name, job.cache_dir) if baseline else None
-    info = {"provider": job.provider.name, "base_url": _public_url(job.provider.base_url),
+    info = {"provider": job.provider.name, "base_url": public_url(job.provider.base_url),
             "model": job.provider.model, "dataset": job.test_set.name, "dataset_sha256": job.test_set.sha256,
             "cases": tally.cases, "settings": job.settings}
     return tally.summary(thresholds=default_thresholds(fold.typical_temperature(), job.min_f1, job.min_schema),
@@ -2803,7 +2604,7 @@ def _fold_worker(send, job: Job, cache_dir: Path, baseline: Baseline | None, sha
             fold = fold_share(job, cache, baseline, share=share)
             fold.damaged = cache.damaged
         send.send(("ok", fold))
-    except (K2vvError, CacheUnusable) as err:
+    except (K2vvError, CacheUnusable, ProviderError) as err:
         with contextlib.suppress(OSError):  # the parent is gone (killed): nobody to tell
             send.send(("error", err))
     except KeyboardInterrupt:
@@ -3169,11 +2970,6 @@ def resolve_provider_args(args) -> Provider:
     raise K2vvError("choose a provider: --provider NAME (see `k2vv providers`) or --base-url URL --model MODEL")
 
 
-def _public_url(url: str) -> str:
-    """A URL fit to print or store: no query string, no user:password@ (either may hold a key)."""
-    return re.sub(r"^(\w+://)[^/@]*@", r"\1", url.split("?", 1)[0])
-
-
 def chat_template(model: str) -> Callable[[dict], str]:
     """A renderer of a prepared chat body into the prompt K2VV sends with --use_raw_completions:
     --tokenizer-model's chat template (a directory, or a name transformers can load; loaded with
@@ -3326,7 +3122,7 @@ def resume_command(argv: list, api_key: str | None) -> str:
         elif not arg.startswith("--api-key="):
             if re.match(r"(--[\w-]+=)?\w+://", arg):
                 flag, _, url = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
-                arg = (flag + "=" if flag else "") + _public_url(url)
+                arg = (flag + "=" if flag else "") + public_url(url)
             kept.append(mask_secrets(arg, [api_key]))
     return shlex.join(["k2vv"] + kept)
 
@@ -3416,7 +3212,7 @@ def runner_ending(runner: Runner, job: Job, cli_key: str | None, what: str) -> i
 
 def setup_fault_message(error_class: str, text: str, job: Job, cli_key: str | None) -> str:
     """One line on why the endpoint cannot work, and where to look."""
-    url = _public_url(job.provider.url)
+    url = public_url(job.provider.url)
     host = urllib.parse.urlsplit(url).hostname
     said = f": {vendor_message(text).rstrip('.')}" if text and vendor_message(text) else ""
     key = ("--api-key" if cli_key else f"the environment variable {job.provider.api_key_env}"
@@ -3457,7 +3253,7 @@ def cmd_run(args) -> int:
         counts, cached = count_mode_items(job, None if args.refresh else cache)  # a bad line stops here: nothing sent
         total = sum(items for items, _ in counts)
         check_writable(job)
-        print(f"k2vv: {job.provider.name} · {_public_url(job.provider.url)} · model {job.provider.model}\n"
+        print(f"k2vv: {job.provider.name} · {public_url(job.provider.url)} · model {job.provider.model}\n"
               f"      {plural(total, 'request')} ({cached} cached, {total - cached} to send) · concurrency "
               f"{concurrency} · timeout {timeout:g} s · writing {job.out_dir}", file=sys.stderr)
         if not api_key and job.provider.api_key_env:
@@ -3475,7 +3271,7 @@ def cmd_run(args) -> int:
         _report_damage(cache)
         if runner.state.sent:
             print(f"k2vv: {runner.state.sent} requests sent, {runner.state.cached} answers were cached · "
-                  f"{job.provider.name} ({_public_url(job.provider.url)}) · concurrency {concurrency}",
+                  f"{job.provider.name} ({public_url(job.provider.url)}) · concurrency {concurrency}",
                   file=sys.stderr)
         stop = runner_ending(runner, job, args.api_key, "scored")
         if stop is not None:
@@ -3517,7 +3313,7 @@ def cmd_probe(args) -> int:
     with open_cache(job.cache_dir) as cache:
         check_writable(job)
         groups = probe_items(job, probes)
-        print(f"k2vv probe: {job.provider.name} · {_public_url(job.provider.url)} · model {job.provider.model} · "
+        print(f"k2vv probe: {job.provider.name} · {public_url(job.provider.url)} · model {job.provider.model} · "
               f"{plural(len(probes), 'probe')}, {plural(sum(map(len, groups)), 'request')}", file=sys.stderr)
         runner = Runner(job.provider, api_key, cache, job.out_dir / "probe-results.jsonl", concurrency=concurrency,
                         timeout=timeout, retries=args.retries, extra_body=job.extra_body,
@@ -3538,7 +3334,7 @@ def cmd_probe(args) -> int:
             judged = judge_probes(probes, groups, cache, journal)
         finally:
             journal.close()
-        report = {"provider": job.provider.name, "base_url": _public_url(job.provider.url),
+        report = {"provider": job.provider.name, "base_url": public_url(job.provider.url),
                   "model": job.provider.model, "probes": judged}
     write_json_atomic(job.out_dir / "probe.json", report)
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else render_probes(report, terminal_width()))
@@ -3571,7 +3367,7 @@ def cmd_score(args) -> int:
         if not summary["k2vv"]["cases"]:
             raise K2vvError(f"{job.test_set.name}: no cases (no line that is not blank); nothing to score")
         if not summary["success_count"] + summary["classes"]["responses"]["rejected"]:
-            print(f"k2vv: {cache.directory} holds no answer for {_public_url(job.provider.url)} · "
+            print(f"k2vv: {cache.directory} holds no answer for {public_url(job.provider.url)} · "
                   f"{job.provider.model} with these settings; {holdings(cache.endpoints())}", file=sys.stderr)
     write_json_atomic(job.summary_path, summary)
     _emit(args, summary)
@@ -3975,7 +3771,7 @@ def main(argv: list[str] | None = None) -> int:
         files = sorted({e.path for e in err.errors})
         print(f"k2vv: {plural(len(err.errors), 'problem')} in {', '.join(files)}; nothing was sent", file=sys.stderr)
         return err.exit_code
-    except (K2vvError, CacheUnusable) as err:
+    except (K2vvError, CacheUnusable, ProviderError) as err:
         print(f"k2vv: {err}", file=sys.stderr)
         return getattr(err, "exit_code", EXIT_USAGE)
     except KeyboardInterrupt:

@@ -34,6 +34,7 @@ ROOT = BENCH.parent
 DATA = ROOT / "tests" / "data"
 sys.path.insert(0, str(ROOT))
 import k2vv  # noqa: E402  (the repo's k2vv: generates every workload; contenders may be a copy)
+import k2vv_providers  # noqa: E402
 import k2vv_sim  # noqa: E402
 
 PYTHON = os.environ.get("K2VV_BENCH_PYTHON") or sys.executable
@@ -133,7 +134,7 @@ def keyed_body(line: dict, url: str = URL, model: str = MODEL) -> tuple[str, dic
     """(cache key, prepared body) of one test-set line, as build_job computes them for `k2vv
     run/score FILE --base-url url --model model`: prepare_request (which drops the k2vv-only keys,
     as reading the test set does) and the cache key with the provider's URL and public headers."""
-    provider = k2vv.Provider(name="bench", base_url=url, model=model, api_key_required=False)
+    provider = k2vv_providers.Provider(name="bench", base_url=url, model=model, api_key_required=False)
     body = k2vv.prepare_request(line, provider.model, None, None, {}, False)
     frame = k2vv.key_frame(provider.url, provider.public_headers())
     return k2vv.payload_key(k2vv.canonical_json(body), frame, 0), body

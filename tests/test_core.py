@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 
 import k2vv
+import k2vv_providers
 import k2vv_judge
 from conftest import EXCHANGES, FIXTURES, ROOT, call_verdict, check_summary, load_exchange, write_jsonl
 
@@ -334,7 +335,7 @@ def test_cache_key_covers_what_changes_the_answer_and_never_the_key():
     assert base != cache_key("http://h/v1/chat/completions", dict(body, top_k=1), {"X-Title": "k2vv"}, 0)
     assert base != cache_key("http://other/v1/chat/completions", body, {"X-Title": "k2vv"}, 0)
     assert base != cache_key("http://h/v1/chat/completions", body, {"X-Title": "k2vv"}, 1)
-    provider = k2vv.Provider("p", "http://h/v1", "m", headers={"X-Title": "k2vv", "Authorization": "Bearer s",
+    provider = k2vv_providers.Provider("p", "http://h/v1", "m", headers={"X-Title": "k2vv", "Authorization": "Bearer s",
                                                                "X-Api-Key": "s"})
     assert provider.public_headers() == {"X-Title": "k2vv"}
 
@@ -454,8 +455,8 @@ def test_k2vv_results_pair_by_data_index_and_request():
 
 
 def test_urls_are_stored_and_printed_without_credentials():
-    assert k2vv._public_url("https://u:sk-secret@h.example/v1?key=abc") == "https://h.example/v1"
-    assert k2vv._public_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
+    assert k2vv_providers.public_url("https://u:sk-secret@h.example/v1?key=abc") == "https://h.example/v1"
+    assert k2vv_providers.public_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
 
 
 def test_raw_completions_without_a_prompt_or_a_tokenizer_is_one_line(tmp_path, capsys):
