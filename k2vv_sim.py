@@ -864,7 +864,8 @@ def _sim_text(content) -> str:
 def _sim_view(body: dict) -> dict:
     """What a request asks, in the form every transport carries alike: per message its role, text and
     calls (name, arguments as canonical JSON), per tool its name, description and parameters. Ids,
-    reasoning, a tool result's `name`, null-vs-empty content and JSON spacing are left out: a raw
+    reasoning, a tool result's `name`, null-vs-empty content, JSON spacing and key order (the view
+    is only ever hashed as canonical JSON; answers read parameters via _sim_sorted) are left out: a raw
     prompt or a Responses `input` loses them, and a case must get one answer over chat, raw
     completions and responses (and history-id A/B probes one answer on both sides)."""
     messages = []
@@ -902,13 +903,27 @@ def _sim_share(digest: bytes, decision: str) -> float:
     return int.from_bytes(hashlib.sha256(digest + decision.encode()).digest()[:8], "big") / 2 ** 64
 
 
+def _sim_sorted(value):
+    """`value` with every object's keys in sorted order (arrays keep theirs): JSON key order is not
+    meaning, and transports do not keep it alike. k2vv sends chat and Responses bodies as canonical
+    JSON (keys sorted), while a raw prompt carries the tools as the chat template's `tojson` wrote
+    them (the test set's order). The generator walks `properties` (and `patternProperties`, ...) in
+    dict order, drawing from one rng, so it must see one order whatever the transport."""
+    if isinstance(value, dict):
+        return {k: _sim_sorted(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_sim_sorted(v) for v in value]
+    return value
+
+
 def _sim_function_tools(body: dict) -> list:
-    """(name, parameters) of the request's function tools."""
+    """(name, parameters) of the request's function tools, the parameters with sorted keys
+    (_sim_sorted), so arguments are drawn alike over every transport."""
     out = []
     for tool in body.get("tools") if isinstance(body.get("tools"), list) else ():
         fn = tool.get("function") if isinstance(tool, dict) else None
         if isinstance(fn, dict) and isinstance(fn.get("name"), str) and fn["name"]:
-            out.append((fn["name"], fn.get("parameters")))
+            out.append((fn["name"], _sim_sorted(fn.get("parameters"))))
     return out
 
 

@@ -226,6 +226,53 @@ def test_reference_raw_answers_are_its_chat_answers_in_kimi_tokens(session):
             assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
 
 
+def test_key_order_of_the_tools_changes_no_answer(session):
+    """k2vv sends a chat body as canonical JSON (every object's keys sorted) but renders the raw prompt
+    from the same body in the test set's key order: the sim's answers (arguments drawn property by
+    property) must not follow the order, so chat and raw agree on what k2vv really sends."""
+    reordered = 0
+    with sim.SimVendor("reference") as vendor:
+        for body in TESTSET:
+            sorted_body = json.loads(sim.canonical_json(body))
+            reversed_body = dict(body, tools=reverse_keys(body["tools"]))
+            reordered += json.dumps(sorted_body["tools"]) != json.dumps(body["tools"])
+            calls = chat(session, vendor, sorted_body)[1]
+            assert chat(session, vendor, reversed_body)[1] == calls
+            assert kimi_calls(completion(session, vendor, raw_body(body))[1])[1] == calls
+    assert reordered > 100  # the bundled set's schemas are mostly not in sorted order
+
+
+def reverse_keys(value):
+    if isinstance(value, dict):
+        return {k: reverse_keys(value[k]) for k in reversed(list(value))}
+    return [reverse_keys(v) for v in value] if isinstance(value, list) else value
+
+
+@pytest.mark.parametrize("flags", [["--use_raw_completions", "--tokenizer-model", str(TOKENIZER)],
+                                   ["--api", "responses"]], ids=["raw", "responses"])
+def test_the_honest_vendor_answers_a_case_alike_over_every_transport_through_run(tmp_path, capsys, flags):
+    """The product path: what `k2vv run` really sends (canonical chat JSON; a prompt the tiny chat
+    template renders; a Responses body), answered by `reference`, gives the same calls: diff finds none."""
+    if "--use_raw_completions" in flags:
+        pytest.importorskip("transformers")
+        pytest.importorskip("jinja2")
+    import k2vv
+    from conftest import FAKE_KEY
+
+    def run(name, *extra):
+        out = tmp_path / name
+        code = k2vv.main(["run", "--base-url", vendor.url, "--model", "kimi-k2", "--limit", "120", "--cache",
+                          str(tmp_path / "cache"), "--out", str(out), "--quiet", "--api-key", FAKE_KEY, *extra])
+        assert code in (0, 3), capsys.readouterr().err  # 3: inconclusive, no baseline given
+        return json.loads((out / "summary.json").read_text())
+
+    with sim.SimVendor("reference") as vendor:
+        chat_summary, other = run("chat"), run("other", *flags)
+    assert chat_summary["finish_tool_calls"] > 50 and other["success_count"] == chat_summary["success_count"] == 120
+    capsys.readouterr()
+    code = k2vv.main(["diff", str(tmp_path / "chat"), str(tmp_path / "other")])
+    assert code == 0, capsys.readouterr().out
+
 def test_raw_stream_pieces_split_special_tokens_and_join_to_the_non_stream_text(session):
     split_inside = 0
     with sim.SimVendor("reference") as vendor:
