@@ -15,7 +15,9 @@ import re
 import socket
 import threading
 import time
-from typing import Callable, Iterable
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Iterable, NamedTuple
 
 # Statuses worth another attempt (DESIGN §7). 529 is Anthropic-style "overloaded", seen at gateways.
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
@@ -491,3 +493,243 @@ def _duration(text: str | None, now: float) -> float:
         return sum(float(n) * scale[u] for n, u in parts)
     found = parse_retry_after(text, now)
     return 1.0 if found is None else found
+
+
+# ---- many requests: a pool of workers, retries, the first attempts' setup faults ------------------
+
+REQUEST_TIME_CAP = 900.0  # seconds one request may take over all its attempts (a persistent 429 ends)
+PROGRESS_WINDOW = 120.0  # a run answered within this many seconds is "making progress" (429s cost no retry)
+
+
+@dataclass
+class RunState:
+    """Counters the progress line is rendered from (mutated under the sender's lock)."""
+    total: int
+    cached: int = 0
+    done: int = 0
+    failed: int = 0
+    retries: int = 0
+    sent: int = 0
+    started: float = 0.0
+    in_flight_limit: int = 0  # the Pace's limit now
+    rate_limited: int = 0     # the vendor's "too many"s so far
+
+
+class Fetched(NamedTuple):
+    """What came of one request: a final exchange and its parsed answer, or the last error after
+    the caps; `limited`: how many of its attempts the vendor answered "too many"."""
+    exchange: dict | None
+    parsed: object
+    error: str | None
+    attempts: int
+    detail: str | None = None
+    limited: int = 0
+
+
+class Sender:
+    """Sends requests through a thread pool (one requests.Session per thread): each attempt waits
+    for a slot of the Pace, what is worth retrying is retried within the caps, and the first
+    attempts that all fail one setup way stop everything. A subclass says what an answer is
+    (`read_answer`) and what to do with it (`finish`); the sender prints nothing: `progress(state,
+    final)` is called as items finish, `notify(text)` with what the user must hear."""
+
+    def __init__(self, url: str, headers: dict, secrets: tuple, *, concurrency: int, timeout: float,
+                 retries: int, read_answer: Callable[[bytes, bool], tuple],
+                 progress: Callable[[RunState, bool], None] | None = None,
+                 notify: Callable[[str], None] | None = None, seed: int | None = None,
+                 max_answer_bytes: int = MAX_ANSWER_BYTES):
+        self.url, self.headers, self.secrets, self.read_answer = url, headers, secrets, read_answer
+        self.client: dict | None = None  # client_settings, read by the first worker (no request, no import)
+        self.concurrency, self.timeout, self.retries = concurrency, timeout, retries
+        self.progress = progress or (lambda state, final: None)
+        self.notify = notify or (lambda text: None)
+        self.deadlines, self.max_answer_bytes = Deadlines(), max_answer_bytes
+        self.pace = Pace(concurrency)
+        self.last_answer = time.monotonic()  # the run starts "in progress": early 429s cost no retry
+        self.rng = random.Random(seed)
+        self.stop = threading.Event()
+        self.fatal: tuple[str, str] | None = None  # (error class, vendor's message): a setup fault
+        self.crash: BaseException | None = None
+        self.in_flight = 0
+        self.any_success = False
+        self.early: Counter = Counter()  # error classes of the attempts that failed before any success
+        self.early_text: dict = {}
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.state = RunState(0)
+
+    def finish(self, item, fetched: Fetched) -> bool:
+        """Handle what came of `item` (in its worker); True when it counts as failed in progress."""
+        raise NotImplementedError
+
+    def _session(self):
+        session = getattr(self._local, "session", None)
+        if session is None:
+            import requests
+            with self._lock:
+                self.client = self.client or client_settings(self.url)
+            session = self._local.session = requests.Session()
+            adapter = bounded_adapter()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.trust_env = False  # read once, in client_settings
+            session.proxies.update(self.client["proxies"])
+            session.verify = self.client["verify"]
+        return session
+
+    def fetch(self, payload: bytes, stream: bool) -> Fetched:
+        """One request, over as many attempts as it takes and the caps allow. Each attempt waits
+        for a slot of the Pace. `--retries` counts failed attempts, except a 429 while the run as a
+        whole is answered (an answer in the last PROGRESS_WINDOW seconds): that costs time, never
+        the request."""
+        started = time.monotonic()
+        error, attempt, counted, limited = None, 0, 0, 0
+        while True:
+            episode = self.pace.acquire(self.stop)
+            if episode is None:
+                return Fetched(None, None, error or "interrupted", attempt)
+            attempt += 1
+            with self._lock:
+                self.state.sent += 1
+            try:
+                exchange, parsed, budget = send_once(self._session(), self.url, payload, self.headers, stream,
+                                                     self.timeout, self.secrets, self.deadlines, self.read_answer,
+                                                     self.max_answer_bytes)
+            except EndpointRefused as err:
+                self.pace.release(episode, "other")
+                self._failed_before_success(err.error_class, err.text)
+                return Fetched(None, None, err.error_class, attempt)
+            except NotRetryable as err:
+                self.pace.release(episode, "other")
+                self._failed_before_success(err.error_class, err.text)
+                return Fetched(None, None, err.error_class, attempt, err.text)
+            except Transient as err:
+                self.pace.release(episode, "limited" if err.limited else "other", err.budget)
+                error = err.error_class
+                limited += err.limited
+                self._failed_before_success(error, "")
+                progressing = time.monotonic() - self.last_answer < PROGRESS_WINDOW
+                counted += not (err.status == 429 and progressing)
+                if counted > self.retries or time.monotonic() - started > max(REQUEST_TIME_CAP, 2 * self.timeout):
+                    return Fetched(None, None, error, attempt, None, limited)
+                with self._lock:
+                    self.state.retries += 1
+                self.stop.wait(backoff_delay(min(attempt, 8), err.retry_after, self.rng))
+                continue
+            self.pace.release(episode, "spent" if budget else "ok", budget)
+            self.last_answer = time.monotonic()
+            self.any_success = True  # any answer, a rejection included: the endpoint works
+            return Fetched(exchange, parsed, None, attempt, None, limited)
+
+    def _failed_before_success(self, error_class: str, text: str) -> None:
+        """Stop the run when its first attempts all fail the same setup way (SETUP_FAULTS: a refused
+        key, a wrong URL, nothing listening, an unknown host, TLS, a model not served): the other
+        requests would fail alike. Within about `concurrency` x 3 attempts, whatever the test set's size."""
+        with self._lock:
+            if self.any_success:
+                return
+            self.early[error_class] += 1
+            self.early_text.setdefault(error_class, text)
+            needed = SETUP_FAULTS.get(error_class)
+            if needed and len(self.early) == 1 and self.early[error_class] >= needed and self.fatal is None:
+                self.fatal = (error_class, self.early_text[error_class])
+                self.stop.set()
+
+    def work(self, item) -> None:
+        with self._lock:
+            self.in_flight += 1
+        try:
+            fetched = self.fetch(item.payload, bool(item.body.get("stream")))
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+        if fetched.error == "interrupted":
+            return
+        failed = self.finish(item, fetched)
+        with self._lock:
+            self.state.done += 1
+            self.state.failed += failed
+            self.state.in_flight_limit, self.state.rate_limited = int(self.pace.limit), self.pace.rate_limited
+        self.progress(self.state, False)
+
+    def _worker(self, todo) -> None:
+        while True:
+            item = todo.get()
+            if item is None:
+                return
+            if self.stop.is_set():
+                continue
+            try:
+                self.work(item)
+            except BaseException as err:  # noqa: BLE001 - a worker that raised (a bug) stops the run loudly
+                self._crashed(err)
+
+    def _crashed(self, err: BaseException) -> None:
+        self.crash = self.crash or err
+        self.stop.set()
+
+    def skipped(self, cached: bool, count: int = 1) -> None:
+        """`count` of the `total` items need no request: their answers are cached, or an identical
+        body is being sent already (that one is not counted twice)."""
+        if count:
+            with self._lock:
+                if cached:
+                    self.state.cached += count
+                    self.state.done += count
+                else:
+                    self.state.total -= count
+            self.progress(self.state, False)
+
+    def run(self, items: Iterable, total: int) -> RunState:
+        """Send `items` (produced as they are needed; `skipped` counts the rest of `total`) with
+        `concurrency` daemon workers fed through a bounded queue, so memory stays flat. Ctrl-C stops
+        submitting and waits for the requests in flight; a second Ctrl-C abandons them (daemon
+        threads end with the process)."""
+        import queue
+        self.state = RunState(total=total, started=time.monotonic())
+        todo = queue.Queue(maxsize=self.concurrency * 2)
+        workers = [threading.Thread(target=self._worker, args=(todo,), daemon=True, name=f"k2vv-{i}")
+                   for i in range(self.concurrency)]
+        for worker in workers:
+            worker.start()
+
+        def put(item) -> bool:
+            while not self.stop.is_set() or item is None:
+                try:
+                    todo.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def wait() -> None:
+            for worker in workers:
+                while worker.is_alive():
+                    worker.join(0.2)
+        try:
+            for item in items:
+                if not put(item):
+                    break
+            for _ in workers:
+                put(None)
+            wait()
+        except BaseException as err:  # Ctrl-C, or the items could not be read: stop cleanly either way
+            self.stop.set()
+            if isinstance(err, KeyboardInterrupt):
+                self.notify(f"stopping: waiting for {self.in_flight} requests in flight "
+                            "(Ctrl-C again to abandon them)")
+            try:
+                while True:  # drop what was queued, then let every worker see the end
+                    todo.get_nowait()
+            except queue.Empty:
+                pass
+            try:
+                for _ in workers:
+                    put(None)
+                wait()
+            except KeyboardInterrupt:
+                pass
+            raise
+        finally:
+            self.progress(self.state, True)
+        return self.state
