@@ -35,6 +35,9 @@ def test_a_responses_run_scores_as_the_chat_run_of_the_same_honest_vendor(tmp_pa
         responses_code, responses = run(tmp_path, vendor, "responses", "--api", "responses")
     assert chat["finish_tool_calls"] > 0 and chat["success_count"] == int(LIMIT)
     assert {k: responses[k] for k in SCORES} == {k: chat[k] for k in SCORES}
+    with k2vv.open_cache(tmp_path / "cache", readonly=True) as cache:  # one cache, keyed apart by endpoint
+        assert cache.endpoints() == {(vendor.url + "/chat/completions", "kimi-k2"): int(LIMIT),
+                                     (vendor.url + "/responses", "kimi-k2"): int(LIMIT)}
     assert responses_code == chat_code and responses["k2vv"]["settings"]["api"] == "responses"
     capsys.readouterr()
     assert k2vv.main(["diff", str(tmp_path / "chat"), str(tmp_path / "responses")]) == 0  # no case differs
