@@ -1167,7 +1167,6 @@ def decide_verdict(schema_ci, answered_share, baseline: dict | None, thresholds:
     return {"status": status, "reasons": reasons, "thresholds": thresholds}
 
 
-UNANSWERED = Outcome("unanswered")
 
 
 class CaseFacts(NamedTuple):
@@ -2474,7 +2473,7 @@ def write_results(job: Job, cache: ResponseCache, baseline: Baseline | None,
 def count_items(job: Job, cache: ResponseCache | None = None) -> tuple[int, bytearray | None]:
     """The first pass of `run`: check every line, so one bad line stops the run before anything is
     sent; (how many (case, trial) items there are, which of them `cache` has no usable answer for:
-    1 at the item's ordinal, or None without a cache: all of them)."""
+    1 at the item's ordinal, or None without a cache or with an empty one: all of them)."""
     errors, cases = [], 0
     misses = bytearray() if cache is not None and not cache.empty() else None  # an empty cache misses all
     for batch in _batched(enumerate(job.cases(errors)), SEND_BATCH):
@@ -2621,13 +2620,14 @@ def divergent_cases(stream_job: Job, plain_job: Job, cache: ResponseCache) -> li
     return out
 
 
-def with_modes(summary: dict, job: Job, cache: ResponseCache, stream_baseline: Baseline | None) -> dict:
+def with_modes(summary: dict, job: Job, cache: ResponseCache, baseline_again: Callable[[], Baseline | None]) -> dict:
     """The summary of a --stream-mode both job (the non-stream answers' summary) with its `modes`
-    block: each mode's metrics and the cases that diverge. Other jobs' summaries are returned as they are."""
+    block: each mode's metrics and the cases that diverge (`baseline_again`: a fresh Baseline for the
+    stream fold). Other jobs' summaries are returned as they are."""
     if job.stream_mode != "both":
         return summary
     plain_job, stream_job = mode_jobs(job)
-    streamed = fold_answers(stream_job, cache, stream_baseline)
+    streamed = fold_answers(stream_job, cache, baseline_again())
 
     def metrics(one: dict) -> dict:
         return dict({k: one[k] for k in MODE_METRICS}, tool_call_f1=(one.get("baseline") or {}).get("f1"))
@@ -2807,9 +2807,11 @@ def run_api(args) -> str:
     return api
 
 
-def build_job(args, provider: Provider | None = None, test_set: TestSet | None = None) -> Job:
+def build_job(args, provider: Provider | None = None, test_set: TestSet | None = None,
+              render: Callable[[dict], str] | None = None) -> Job:
     """Resolve flags, provider entry and test set into a Job; checks the flags before any effect
-    (the test set's lines are checked by the first pass over them)."""
+    (the test set's lines are checked by the first pass over them). `render`: the chat template
+    already loaded for --tokenizer-model (a baseline's job shares the run's)."""
     api = run_api(args)
     provider = dataclasses.replace(provider or resolve_provider_args(args), api=api)
     test_set = test_set or load_test_set(args.dataset)
@@ -2836,7 +2838,7 @@ def build_job(args, provider: Provider | None = None, test_set: TestSet | None =
                Path(args.output) if args.output else out_dir / "results.jsonl",
                Path(args.summary) if args.summary else out_dir / "summary.json",
                stream_mode=stream_mode, reasoning_history=reasoning_history,
-               render=chat_template(tokenizer) if tokenizer else None)
+               render=render or (chat_template(tokenizer) if tokenizer else None))
 
 
 def resolve_baseline(args, job: Job) -> Baseline | None:
@@ -2852,7 +2854,7 @@ def resolve_baseline(args, job: Job) -> Baseline | None:
         return Baseline({"name": "official", "source": "k2vv results in the test-set archive", "file": member},
                         answers=answers, required=True)
     if os.sep not in spec and (spec in known_providers(args.providers) or spec.startswith("openrouter:")):
-        base_job = build_job(args, resolve_provider(spec, args.providers), job.test_set)
+        base_job = build_job(args, resolve_provider(spec, args.providers), job.test_set, job.render)
         return Baseline({"name": spec, "source": "cache"}, job=base_job)  # a name wins over a directory
     results = os.path.join(spec, "results.jsonl") if os.path.isdir(spec) else spec
     if os.path.isdir(spec) and not os.path.exists(results):
@@ -2863,7 +2865,7 @@ def resolve_baseline(args, job: Job) -> Baseline | None:
         name = os.path.basename(os.path.normpath(spec)) if os.path.isdir(spec) else os.path.basename(spec)
         return Baseline({"name": name, "source": "run directory" if os.path.isdir(spec) else "k2vv results file",
                          "file": results}, answers=answers, required=True)
-    base_job = build_job(args, resolve_provider(spec, args.providers), job.test_set)
+    base_job = build_job(args, resolve_provider(spec, args.providers), job.test_set, job.render)
     return Baseline({"name": spec, "source": "cache"}, job=base_job)
 
 
@@ -3074,7 +3076,7 @@ def cmd_run(args) -> int:
             first = mode_jobs(job)[0]  # the job itself, or the non-stream twin of a --stream-mode both job
             summary = write_results(first, cache, baseline, runner.recorder if runner.recorder.finished
                                     and first is job else None)
-            summary = with_modes(summary, job, cache, resolve_baseline(args, job))
+            summary = with_modes(summary, job, cache, lambda: resolve_baseline(args, job))
             stopped = interrupted or runner.stop.is_set()
             if stopped:
                 summary["verdict"] = dict(summary["verdict"], status="incomplete", reasons=[
@@ -3156,7 +3158,7 @@ def cmd_score(args) -> int:
                                                            f"k2vv.{job.provider.name}"))
         else:
             summary = fold_answers(first, cache, baseline, processes=score_processes(args.jobs, job.test_set))
-        summary = with_modes(summary, job, cache, resolve_baseline(args, job))
+        summary = with_modes(summary, job, cache, lambda: resolve_baseline(args, job))
         _report_damage(cache)
         if not summary["k2vv"]["cases"]:
             raise K2vvError(f"{job.test_set.name}: no cases (no line that is not blank); nothing to score")

@@ -8,7 +8,6 @@ place (SQLite read-only) when k2vv may not write there. What the bytes mean is t
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import stat
 import time
@@ -113,7 +112,7 @@ class ResponseCache:
     LRU limit would silently delete answers), bytes in, `decode`d values out (`decode` raises
     ValueError or CacheDamage for a value it will not use), damage reported not raised."""
 
-    def __init__(self, directory: Path, readonly: bool = False, decode: Callable[[bytes], dict] = json.loads):
+    def __init__(self, directory: Path, readonly: bool, decode: Callable[[bytes], dict]):
         import diskcache
         import sqlite3
         self.directory = Path(directory)

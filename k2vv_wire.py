@@ -252,7 +252,8 @@ def _input_items(message: dict, n: int) -> list:
     if isinstance(reasoning, str) and reasoning:
         items.append({"type": "reasoning", "id": f"rs_{n}", "summary": [],
                       "content": [{"type": "reasoning_text", "text": reasoning}]})
-    calls = [c for c in message.get("tool_calls") or [] if isinstance(c, dict)]
+    raw_calls = message.get("tool_calls")  # a line may hold anything here: chat sends it as it is
+    calls = [c for c in raw_calls if isinstance(c, dict)] if isinstance(raw_calls, list) else []
     if content or not calls:
         items.append({"role": "assistant", "content": _parts(content, "output_text")})
     for call in calls:

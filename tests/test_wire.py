@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import k2vv
 import k2vv_wire as wire
@@ -489,3 +489,19 @@ def test_any_json_never_raises(body, events):
     payloads = [json.dumps(e) for e in events]
     k2vv.reassemble_stream(wire.raw_stream_as_chat(payloads)[0])
     k2vv.reassemble_stream(wire.responses_stream_as_chat(payloads))
+
+
+_message = st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant", "tool", "_input", "x"])},
+                                 optional={"content": _json, "tool_calls": _json, "reasoning_content": _json,
+                                           "tool_call_id": _json, "name": _json})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_message, max_size=5), _json, _json)
+@example([{"role": "assistant", "content": "x", "tool_calls": 5}], None, None)  # was a TypeError, exit 70
+def test_any_test_set_message_translates_without_raising(messages, tool_choice, limit):
+    """A line k2vv accepts (messages of any shape beyond their role) is translated, never a crash:
+    chat would send it as it is and let the vendor answer."""
+    body = {"model": "m", "messages": messages, "tool_choice": tool_choice, "max_tokens": limit}
+    json.dumps(wire.responses_request(body))
+    json.dumps(wire.raw_request(body, "prompt"))
