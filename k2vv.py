@@ -300,18 +300,32 @@ class UnreadableJson(ValueError):
 def read_json(text, **hooks):
     """json.loads for bytes k2vv did not write (a vendor's, a user's, a borrowed cache's): every way
     it can fail is a ValueError (JSONDecodeError, or UnreadableJson for what Python's json raises as
-    RecursionError or, for a 5,000-digit integer, a bare ValueError), and nothing deeper than
-    MAX_JSON_DEPTH comes back."""
+    RecursionError or, for a 5,000-digit integer, a bare ValueError), nothing deeper than
+    MAX_JSON_DEPTH comes back, and nothing k2vv could not write back as JSON (NaN, Infinity, a
+    number beyond a double such as 1e999, which Python reads as inf)."""
+    hooks.setdefault("parse_constant", _not_json_constant)
+    hooks.setdefault("parse_float", _finite_float)
     try:
         value = json.loads(text, **hooks)
     except RecursionError:
         raise UnreadableJson(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnreadableJson):
         raise
     except ValueError as err:  # the int-string limit (CVE-2020-10735)
         raise UnreadableJson(f"a number too long to read: {str(err).split(';')[0]}") from None
     if len(text) > 2 * MAX_JSON_DEPTH and _openers(text) > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
         raise UnreadableJson(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _not_json_constant(name: str):
+    raise UnreadableJson(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise UnreadableJson(f"a number beyond a double ({text[:24]})")
     return value
 
 
@@ -1045,10 +1059,12 @@ def request_fingerprint(body: dict) -> str:
 
 
 def k2vv_result_answers(lines: Iterable[str], path: str = "results.jsonl") -> dict:
-    """{data_index: (last_run_at, request fingerprint, BaselineAnswer)} from a K2VV `results.jsonl`,
-    the newest line per data_index (as K2VV keeps it). Pair them with cases by `match_k2vv_result`:
-    the data_index, checked by request fingerprint (K2VV's own `hash` includes the model, so it
-    never matches across providers). Every line that is not a results line is raised at once."""
+    """{data_index: (last_run_at, identity, BaselineAnswer)} from a K2VV `results.jsonl`, the
+    newest line per data_index (as K2VV keeps it). Pair them with cases by `match_k2vv_result`: the
+    data_index, checked by identity: k2vv's `case_id` (the same over every transport), else the
+    request fingerprint (K2VV's own `hash` includes the model, so it never matches across
+    providers), else nothing (a raw-completions request holds no messages to compare). Every line
+    that is not a results line is raised at once."""
     latest: dict[int, tuple] = {}
     errors = []
     for number, rec in json_lines(lines, path, errors):
@@ -1071,7 +1087,9 @@ def k2vv_result_answers(lines: Iterable[str], path: str = "results.jsonl") -> di
             parsed = [parse_arguments(fn["arguments"]) if isinstance(fn.get("arguments"), str) else (None, True)
                       for fn in fns]
             keys = call_keys((fn.get("name"), value, problem is None) for fn, (value, problem) in zip(fns, parsed))
-        latest[rec["data_index"]] = (at, request_fingerprint(request), BaselineAnswer(
+        identity = ("case", rec["case_id"]) if isinstance(rec.get("case_id"), str) else \
+            ("request", request_fingerprint(request)) if "messages" in request else None
+        latest[rec["data_index"]] = (at, identity, BaselineAnswer(
             rec.get("status") == "success", rec.get("finish_reason") == "tool_calls", names, keys))
     if errors:
         raise InputErrors(errors)
@@ -1116,7 +1134,8 @@ def match_k2vv_result(answers: dict, case: Case, stats: Counter) -> BaselineAnsw
     found = answers.get(case.data_index)
     if found is None:
         return None
-    if found[1] != request_fingerprint(case.body):
+    kind, identity = found[1] or (None, None)
+    if kind is not None and identity != (case.case_id if kind == "case" else request_fingerprint(case.body)):
         stats["mismatched"] += 1
         return None
     stats["matched"] += 1
@@ -1898,6 +1917,29 @@ class WorkItem:
     ordinal: int = 0
 
 
+def decoded_where_secret(exchange: dict, secrets: tuple) -> dict:
+    """`exchange` with each stream payload or error text that hides a secret behind JSON escapes
+    (`\\u0073k-…`: the same string once parsed, but not the same bytes) kept in its decoded form,
+    the same JSON value, so the byte mask that follows finds the secret. Text that is not JSON, or
+    holds no secret once decoded, stays as the vendor wrote it."""
+    def decoded(text):
+        if not isinstance(text, str) or "\\u" not in text:
+            return text
+        try:
+            plain = canonical_json(read_json(text)).decode("utf-8", UNPAIRED)
+        except ValueError:
+            return text
+        return plain if any(secret in plain for secret in secrets) else text
+    if not secrets or not any(isinstance(exchange.get(k), (list, str)) for k in ("sse_lines", "text")):
+        return exchange
+    out = dict(exchange)
+    if isinstance(out.get("sse_lines"), list):
+        out["sse_lines"] = [decoded(line) for line in out["sse_lines"]]
+    if isinstance(out.get("text"), str):
+        out["text"] = decoded(out["text"])
+    return out
+
+
 class Recorder:
     """The one thread that stores what the workers fetched: it commits every queued answer to the
     cache in one transaction, then appends their results lines to the journal (OUT/results.jsonl)
@@ -1917,7 +1959,7 @@ class Recorder:
         import queue
         journal.parent.mkdir(parents=True, exist_ok=True)
         self.cache, self.on_error = cache, on_error
-        self.secrets = tuple(s.encode("utf-8") for s in secrets)
+        self.secrets, self.secret_texts = tuple(s.encode("utf-8") for s in secrets), tuple(s for s in secrets if s)
         self.error: BaseException | None = None
         self.fresh: dict[int, tuple[int, int, tuple]] = {}  # ordinal -> (offset, length, case_facts)
         self.tally = Tally()  # add_answer of every fresh answer
@@ -1932,7 +1974,9 @@ class Recorder:
     def put(self, item: WorkItem, exchange: dict | None, outcome: Outcome, line: str) -> None:
         """Store `exchange` (None: a failure, journaled but never cached) and journal `line`."""
         import queue
-        # The last guard of secrecy: whatever a vendor echoed, in whatever JSON escaping, is bytes here.
+        # The last guard of secrecy: whatever a vendor echoed is bytes here, JSON escapes decoded.
+        if exchange is not None:
+            exchange = decoded_where_secret(exchange, self.secret_texts)
         entry = (item.key, None if exchange is None else redact_bytes(canonical_json(exchange), self.secrets),
                  redact_bytes(line.encode("utf-8", UNPAIRED), self.secrets), item.ordinal, None if exchange is None else outcome)
         while not self._closed.is_set():  # a worker abandoned by a second Ctrl-C finishing late: dropped
@@ -2145,16 +2189,23 @@ class Job:
     def prompt(self, case: Case, body: dict) -> str:
         """--use_raw_completions: the line's own `prompt`, else its messages and tools rendered by
         the chat template (as K2VV renders them)."""
-        if isinstance(case.body.get("prompt"), str):
+        if "prompt" in case.body:
+            if not isinstance(case.body["prompt"], str):
+                raise InputError(self.test_set.name, case.data_index,
+                                 f"`prompt` is {json_type_name(case.body['prompt'])}", "a string")
             return case.body["prompt"]
         if self.render is None:
             raise InputError(self.test_set.name, case.data_index, "no `prompt` to send to /v1/completions",
                              "a `prompt` string, or --tokenizer-model to render one")
         try:
-            return self.render(body)
-        except Exception as err:  # noqa: BLE001 - whatever a model repo's template raises, for this line
+            prompt = self.render(body)
+        except (Exception, SystemExit) as err:  # noqa: BLE001 - whatever a model repo's template code raises
             raise InputError(self.test_set.name, case.data_index,
                              f"the chat template cannot render it: {first_line(err)}") from None
+        if not isinstance(prompt, str):
+            raise InputError(self.test_set.name, case.data_index,
+                             f"the chat template rendered {json_type_name(prompt)}, not text")
+        return prompt
 
     def items(self, case: Case, number: int = 0, samples: int | None = None,
               body: dict | None = None) -> list[WorkItem]:
@@ -2777,13 +2828,13 @@ def chat_template(model: str) -> Callable[[dict], str]:
                         ) from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=True)
-    except Exception as err:  # noqa: BLE001 - OSError, ValueError, whatever a model repository raises
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - OSError, ValueError, a repository's code
         raise K2vvError(f"--tokenizer-model {model}: cannot load it ({first_line(err)})") from None
     if not getattr(tokenizer, "chat_template", None):
         raise K2vvError(f"--tokenizer-model {model} has no chat template to render prompts with")
     try:  # what every line needs (jinja2, a template that parses) fails here, once, not at line 1
         tokenizer.apply_chat_template([{"role": "user", "content": "k2vv"}], tokenize=False, add_generation_prompt=True)
-    except Exception as err:  # noqa: BLE001 - ImportError, jinja2's TemplateError, anything a template raises
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - ImportError, jinja2's errors, a repository's code
         raise K2vvError(f"--tokenizer-model {model}: cannot render its chat template ({first_line(err)})") from None
     return lambda body: tokenizer.apply_chat_template(body["messages"], tools=body.get("tools") or None,
                                                       tokenize=False, add_generation_prompt=True)

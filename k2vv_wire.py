@@ -53,7 +53,8 @@ def kimi_tool_calls(text: str) -> tuple[str, list[dict], bool]:
         start += len(SECTION_BEGIN)
         end = text.find(SECTION_END, start)
         found, broken = _section_calls(text[start:] if end < 0 else text[start:end])
-        calls, cut = calls + found, cut or broken or end < 0
+        calls.extend(found)  # not calls + found: 100,000 sections must stay linear
+        cut = cut or broken or end < 0
         if end < 0:
             break
         pos = end + len(SECTION_END)
@@ -384,10 +385,12 @@ def responses_stream_as_chat(payloads: list) -> list:
         out.append(_dump(chunk))
 
     def slot(event, item):
-        """The tool call an event is about, found by item id or output_index, else a new one."""
-        names = [k for k in (("i", event.get("item_id")), ("i", item.get("id")), ("o", event.get("output_index")))
-                 if isinstance(k[1], (int, str)) and not isinstance(k[1], bool)]
-        found = next((keys[k] for k in names if k in keys), None)
+        """The tool call an event is about: found by item id when it names one (two items that share
+        an output_index are two calls), else by output_index; else a new one."""
+        usable = lambda v: isinstance(v, (int, str)) and not isinstance(v, bool)
+        ids = [("i", v) for v in (event.get("item_id"), item.get("id")) if usable(v)]
+        names = ids + ([("o", event["output_index"])] if usable(event.get("output_index")) else [])
+        found = next((keys[k] for k in (ids or names) if k in keys), None)
         if found is None:
             found = {"index": len(slots), "id": False, "name": False, "arguments": False}
             slots.append(found)

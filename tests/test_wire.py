@@ -505,3 +505,11 @@ def test_any_test_set_message_translates_without_raising(messages, tool_choice, 
     body = {"model": "m", "messages": messages, "tool_choice": tool_choice, "max_tokens": limit}
     json.dumps(wire.responses_request(body))
     json.dumps(wire.raw_request(body, "prompt"))
+
+
+def test_a_hundred_thousand_sections_are_all_read():
+    """A 15 MiB answer of one-call sections (under the 16 MiB cap): every call read. Joining them
+    was quadratic (16 s of CPU past any --timeout); BENCHMARKS.md keeps speed, this keeps the count."""
+    section = B + CB + "functions.f:0" + AB + "{}" + CE + E
+    content, calls, cut = wire.kimi_tool_calls(section * 118_000)
+    assert (content, len(calls), cut) == ("", 118_000, False)
