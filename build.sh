@@ -37,7 +37,7 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
     SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null) || SOURCE_DATE_EPOCH=$FALLBACK_EPOCH
 fi
 export SOURCE_DATE_EPOCH
-if [ -n "$(git status --porcelain --untracked-files=all -- k2vv.py k2vv_cache.py k2vv_http.py k2vv_judge.py k2vv_providers.py k2vv_report.py k2vv_sim.py k2vv_wire.py fixtures schemas 2>/dev/null)" ]; then
+if [ -n "$(git status --porcelain --untracked-files=all -- k2vv.py k2vv_cache.py k2vv_http.py k2vv_judge.py k2vv_providers.py k2vv_report.py k2vv_sim.py k2vv_stats.py k2vv_wire.py fixtures schemas 2>/dev/null)" ]; then
     echo "build.sh: note: uncommitted changes in k2vv*.py/fixtures/schemas; this pyz is not the commit's" >&2
 fi
 
@@ -145,7 +145,7 @@ stage_wheels stage
 "$VPY" - "$SITE" <<'EOF'
 import os, shutil, sys
 site = sys.argv[1]
-for module in ("k2vv.py", "k2vv_cache.py", "k2vv_http.py", "k2vv_judge.py", "k2vv_providers.py", "k2vv_report.py", "k2vv_sim.py", "k2vv_wire.py"):
+for module in ("k2vv.py", "k2vv_cache.py", "k2vv_http.py", "k2vv_judge.py", "k2vv_providers.py", "k2vv_report.py", "k2vv_sim.py", "k2vv_stats.py", "k2vv_wire.py"):
     shutil.copyfile(module, os.path.join(site, module))
 for top in ("fixtures", "schemas"):
     for d, dirs, files in os.walk(top):

@@ -25,8 +25,8 @@ as raw JSON; the exit code carries the verdict; F1 and schema_accuracy are compu
 This module is the verifier's path, read top to bottom; its siblings import nothing from it:
 k2vv_judge (a call's arguments against JSON Schema and BFCL's checker, where k2vv declines to judge
 and why), k2vv_http (bounded exchanges with a vendor, the pace, retries), k2vv_cache (the answer
-store), k2vv_providers (who a run talks to), k2vv_wire (raw completions and the Responses API as
-chat), and, for the commands that need them, k2vv_report and k2vv_sim.
+store), k2vv_providers (who a run talks to), k2vv_stats (intervals), k2vv_wire (raw completions and
+the Responses API as chat), and, for the commands that need them, k2vv_report and k2vv_sim.
 """
 from __future__ import annotations
 
@@ -50,7 +50,6 @@ import io
 import json
 import math
 import os
-import random
 import re
 import stat
 import tarfile
@@ -64,18 +63,19 @@ from typing import Any, Callable, Iterable, NamedTuple
 
 from k2vv_cache import CacheDamage, CacheUnusable, ResponseCache
 from k2vv_http import (MAX_ANSWER_BYTES, REJECT_STATUSES, ROUTING_HEADERS, Fetched, RunState, Sender, Transient,
-                       mask_secrets, redact_bytes, vendor_message)
+                       decoded_where_secret, mask_secrets, redact_bytes, vendor_message)
 from k2vv_judge import (CannotJudge, NotJudgeable, check_instance, expected_verdict, fault_reached, json_equal,
                         json_type_name, lint_schema, tool_schema, use_meta_schemas)
 from k2vv_providers import (APIS, PRESETS, Provider, ProviderError, api_key_for, check_base_url, known_providers,
                             public_url, resolve_provider, use_provider_schema)
+from k2vv_stats import bootstrap_f1, f1_of, percentile, round6, wilson
 
 __version__ = "0.1.0"
 __all__ = [
     "main", "Case", "Parsed", "CallResult", "Outcome", "K2vvError", "InputError", "InputErrors",
     "load_test_set", "prepare_request", "payload_key", "parse_exchange",
     "reassemble_stream", "classify_call", "score_exchange", "Tally", "Baseline",
-    "fold_answers", "k2vv_result_answers", "wilson", "bootstrap_f1", "decide_verdict", "open_cache",
+    "fold_answers", "k2vv_result_answers", "decide_verdict", "open_cache",
 ]
 
 # ==== 0. constants and errors ==================================================================
@@ -103,8 +103,6 @@ MIN_COVERAGE = 0.95
 FOLD_BATCH = 256  # cases per batch of cache reads (one SELECT of up to 500 keys), and per share of a process
 SEND_BATCH = 64  # cases `run` prepares ahead of its workers (each parsed body ~10 KB until sent): 256 cost 3.5 MB
 PARALLEL_MIN_BYTES = 1 << 20  # `score` forks one process per CPU for test sets from this size (~750 cases)
-BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 2000, 20250925  # seed: K2VV's first release date
-Z95 = 1.959963984540054
 
 
 
@@ -926,117 +924,6 @@ def wire_findings(parsed: Parsed) -> list[str]:
     return out
 
 
-# ---- 2f. statistics ---------------------------------------------------------------------------
-
-def wilson(successes: int, total: int, z: float = Z95) -> list | None:
-    """Wilson score interval of a proportion; None when there is nothing to estimate."""
-    if total <= 0:
-        return None
-    p = successes / total
-    denom = 1 + z * z / total
-    centre = (p + z * z / (2 * total)) / denom
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return [_round(max(0.0, centre - half)), _round(min(1.0, centre + half))]
-
-
-def binomial(rng: random.Random, n: int, p: float) -> int:
-    """A Binomial(n, p) draw in O(1) expected time: CPython 3.12's `random.binomialvariate`
-    (geometric method for small n·p, BTRS otherwise; PSF licence), here so 3.10 and 3.11 can
-    bootstrap 100k cases without drawing 100k numbers per resample."""
-    if p <= 0.0 or n <= 0:
-        return 0
-    if p >= 1.0:
-        return n
-    if p > 0.5:
-        return n - binomial(rng, n, 1.0 - p)
-    if n * p < 10.0:
-        x = y = 0
-        c = math.log(1.0 - p)
-        while True:
-            y += math.floor(math.log(1.0 - rng.random()) / c) + 1
-            if y > n:
-                return x
-            x += 1
-    spq = math.sqrt(n * p * (1.0 - p))
-    b = 1.15 + 2.53 * spq
-    a = -0.0873 + 0.0248 * b + 0.01 * p
-    c = n * p + 0.5
-    vr = 0.92 - 4.2 / b
-    alpha = (2.83 + 5.1 / b) * spq
-    lpq = math.log(p / (1.0 - p))
-    m = math.floor((n + 1) * p)
-    h = math.lgamma(m + 1) + math.lgamma(n - m + 1)
-    while True:
-        u = rng.random() - 0.5
-        us = 0.5 - abs(u)
-        k = math.floor((2.0 * a / us + b) * u + c)
-        if k < 0 or k > n:
-            continue
-        v = rng.random()
-        if us >= 0.07 and v <= vr:
-            return k
-        v *= alpha / (a / (us * us) + b)
-        if v > 0 and math.log(v) <= h - math.lgamma(k + 1) - math.lgamma(n - k + 1) + (k - m) * lpq:
-            return k
-
-
-def multinomial(rng: random.Random, n: int, weights: list) -> list:
-    """Counts of n draws over categories with the given weights, by conditional binomials."""
-    counts, left, mass = [], n, float(sum(weights))
-    for w in weights[:-1]:
-        k = binomial(rng, left, w / mass) if mass > 0 else 0
-        counts.append(k)
-        left -= k
-        mass -= w
-    counts.append(left)
-    return counts
-
-
-def f1_of(tp: int, fp: int, fn: int) -> float | None:
-    """Harmonic mean of precision and recall; None when there is no positive on either side."""
-    return 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else None
-
-
-def bootstrap_f1(per_case: list, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> list | None:
-    """95% percentile interval of F1 when whole cases are resampled. `per_case` holds one
-    (tp, fp, fn) tuple per case (several trials add up), or a Counter of them. Cases with equal
-    tuples are interchangeable, so one resample is a multinomial draw over the distinct tuples."""
-    groups = per_case if isinstance(per_case, Counter) else Counter(per_case)
-    kinds = sorted(groups)  # not insertion order: the same cases give the same interval however they were folded
-    weights = [groups[kind] for kind in kinds]
-    cases = sum(weights)
-    if not cases:
-        return None
-    rng = random.Random(seed)
-    scores = []
-    for _ in range(resamples):
-        counts = multinomial(rng, cases, weights)
-        tp = sum(c * k[0] for c, k in zip(counts, kinds))
-        fp = sum(c * k[1] for c, k in zip(counts, kinds))
-        fn = sum(c * k[2] for c, k in zip(counts, kinds))
-        f1 = f1_of(tp, fp, fn)
-        if f1 is not None:
-            scores.append(f1)
-    if not scores:
-        return None
-    scores.sort()
-    lo = scores[int(0.025 * (len(scores) - 1))]
-    hi = scores[int(math.ceil(0.975 * (len(scores) - 1)))]
-    return [_round(lo), _round(hi)]
-
-
-def percentile(sorted_values: list, q: float):
-    """Nearest-rank percentile of already sorted values; None for none."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-def _round(x):
-    return None if x is None else round(x, 6)
-
-
 # ---- 2g. baselines -----------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -1362,7 +1249,7 @@ class Tally:
         attempted = sum(self.attempts.values())
         return {"concurrency_ceiling": self.ceiling, "concurrency_settled": settled, "rate_limited": self.rate_limited,
                 "attempts_histogram": dict(sorted(self.attempts.items(), key=lambda kv: int(kv[0]))),
-                "first_attempt_success": _round(self.attempts["1"] / attempted) if attempted else None}
+                "first_attempt_success": round6(self.attempts["1"] / attempted) if attempted else None}
 
     def comparison(self) -> dict:
         """TP/FP/FN/TN over (case, trial) pairs where both sides answered, with coverage = scored
@@ -1371,18 +1258,18 @@ class Tally:
         pairs = tp + fp + fn + tn
         total = self.cases * self.trials
         return {
-            "pairs": pairs, "coverage": _round(pairs / total) if total else None,
+            "pairs": pairs, "coverage": round6(pairs / total) if total else None,
             "TP": tp, "FP": fp, "FN": fn, "TN": tn,
-            "precision": _round(tp / (tp + fp)) if tp + fp else None,
-            "recall": _round(tp / (tp + fn)) if tp + fn else None,
-            "f1": _round(f1_of(tp, fp, fn)),
+            "precision": round6(tp / (tp + fp)) if tp + fp else None,
+            "recall": round6(tp / (tp + fn)) if tp + fn else None,
+            "f1": round6(f1_of(tp, fp, fn)),
             "f1_ci": bootstrap_f1(self.per_case) if pairs else None,
-            "name_agreement": _round(self.names_equal / tp) if tp else None,
+            "name_agreement": round6(self.names_equal / tp) if tp else None,
             "false_positives": [{"data_index": i, "case_id": c, "called": n} for i, c, n in self.fp_cases],
             "false_negatives": [{"data_index": i, "case_id": c, "baseline_called": n} for i, c, n in self.fn_cases],
             "argument_agreement": {
-                "exact": _round(self.args_equal / tp) if tp else None,
-                "normalized": _round(self.args_loose_equal / tp) if tp else None,
+                "exact": round6(self.args_equal / tp) if tp else None,
+                "normalized": round6(self.args_loose_equal / tp) if tp else None,
                 "disagreeing": self.args_differ,
                 "cases": [{"data_index": i, "case_id": c} for i, c in self.args_differ_cases]},
         }
@@ -1417,9 +1304,9 @@ class Tally:
             "eval_started_at": self.first[0] if self.first else None,
             "eval_finished_at": self.last[0] if self.last else None,
             "eval_duration_ms": _span_ms(self.first, self.last),
-            "schema_accuracy": _round(ok / (ok + bad)) if ok + bad else None,
+            "schema_accuracy": round6(ok / (ok + bad)) if ok + bad else None,
             "schema_accuracy_ci": schema_ci,
-            "per_call_schema_accuracy": _round(self.valid_calls / self.scored_calls) if self.scored_calls else None,
+            "per_call_schema_accuracy": round6(self.valid_calls / self.scored_calls) if self.scored_calls else None,
             "classes": {"responses": {c: responses[c] for c in RESPONSE_CLASSES},
                         "calls": {c: self.call_classes[c] for c in CALL_CLASSES}},
             "findings": dict(sorted(self.findings.items())),
@@ -1432,7 +1319,7 @@ class Tally:
             "routing": {"providers": dict(sorted(self.routed.items())), "mixed": len(self.routed) > 1},
             "argument_accuracy": {
                 "checked": self.expected_checked, "matched": self.expected_matched,
-                "accuracy": _round(self.expected_matched / self.expected_checked) if self.expected_checked else None,
+                "accuracy": round6(self.expected_matched / self.expected_checked) if self.expected_checked else None,
                 "ci": wilson(self.expected_matched, self.expected_checked),
                 "errors": dict(sorted(self.expected_errors.items(), key=lambda kv: (-kv[1], kv[0])))},
             "baseline": comparison,
@@ -1443,8 +1330,8 @@ class Tally:
         if self.trials > 1:
             summary["trials"] = {
                 "k": self.trials,
-                "pass_at_k": _round(self.pass_any / self.cases) if self.cases else None,
-                "pass_hat_k": _round(self.pass_all / self.cases) if self.cases else None,
+                "pass_at_k": round6(self.pass_any / self.cases) if self.cases else None,
+                "pass_hat_k": round6(self.pass_all / self.cases) if self.cases else None,
                 "flaky": self.flaky,
                 "flaky_cases": [{"data_index": i, "case_id": c} for i, c in self.flaky_cases],
             }
@@ -1915,29 +1802,6 @@ class WorkItem:
     key: str
     payload: bytes
     ordinal: int = 0
-
-
-def decoded_where_secret(exchange: dict, secrets: tuple) -> dict:
-    """`exchange` with each stream payload or error text that hides a secret behind JSON escapes
-    (`\\u0073k-…`: the same string once parsed, but not the same bytes) kept in its decoded form,
-    the same JSON value, so the byte mask that follows finds the secret. Text that is not JSON, or
-    holds no secret once decoded, stays as the vendor wrote it."""
-    def decoded(text):
-        if not isinstance(text, str) or "\\u" not in text:
-            return text
-        try:
-            plain = canonical_json(read_json(text)).decode("utf-8", UNPAIRED)
-        except ValueError:
-            return text
-        return plain if any(secret in plain for secret in secrets) else text
-    if not secrets or not any(isinstance(exchange.get(k), (list, str)) for k in ("sse_lines", "text")):
-        return exchange
-    out = dict(exchange)
-    if isinstance(out.get("sse_lines"), list):
-        out["sse_lines"] = [decoded(line) for line in out["sse_lines"]]
-    if isinstance(out.get("text"), str):
-        out["text"] = decoded(out["text"])
-    return out
 
 
 class Recorder:

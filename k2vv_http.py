@@ -104,6 +104,29 @@ def redact_bytes(data: bytes, secrets: Iterable) -> bytes:
     return data
 
 
+def decoded_where_secret(exchange: dict, secrets: tuple) -> dict:
+    """`exchange` with each stream payload or error text that hides a secret behind JSON escapes
+    (`\\u0073k-…`: the same string once parsed, but not the same bytes) kept in its decoded form,
+    the same JSON value, so the byte mask that follows finds the secret. Text that is not JSON, or
+    holds no secret once decoded, stays as the vendor wrote it."""
+    def decoded(text):
+        if not isinstance(text, str) or "\\u" not in text:
+            return text
+        try:
+            plain = json.dumps(json.loads(text), ensure_ascii=False)
+        except (ValueError, RecursionError):
+            return text
+        return plain if any(secret in plain for secret in secrets) else text
+    if not secrets or not any(isinstance(exchange.get(k), (list, str)) for k in ("sse_lines", "text")):
+        return exchange
+    out = dict(exchange)
+    if isinstance(out.get("sse_lines"), list):
+        out["sse_lines"] = [decoded(line) for line in out["sse_lines"]]
+    if isinstance(out.get("text"), str):
+        out["text"] = decoded(out["text"])
+    return out
+
+
 _KEPT_HEADERS = ("content-type", "x-request-id", "request-id", *ROUTING_HEADERS, "x-model", "server", "retry-after")
 
 

@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 
 import k2vv
+import k2vv_stats
 import k2vv_providers
 import k2vv_judge
 from conftest import EXCHANGES, FIXTURES, ROOT, call_verdict, check_summary, load_exchange, write_jsonl
@@ -343,24 +344,24 @@ def test_cache_key_covers_what_changes_the_answer_and_never_the_key():
 # ---- statistics --------------------------------------------------------------------------------------
 
 def test_wilson_matches_known_values_and_null_on_zero():
-    assert k2vv.wilson(0, 0) is None
-    assert k2vv.wilson(90, 100) == [0.825634, 0.944771]
-    assert k2vv.wilson(10, 10)[1] == 1.0
+    assert k2vv_stats.wilson(0, 0) is None
+    assert k2vv_stats.wilson(90, 100) == [0.825634, 0.944771]
+    assert k2vv_stats.wilson(10, 10)[1] == 1.0
 
 
 def test_binomial_draws_have_the_right_mean():
     rng = random.Random(7)
     for n, p in [(100_000, 0.3), (40, 0.05), (1000, 0.9)]:
-        mean = sum(k2vv.binomial(rng, n, p) for _ in range(400)) / 400
+        mean = sum(k2vv_stats.binomial(rng, n, p) for _ in range(400)) / 400
         assert abs(mean - n * p) < 4 * (n * p * (1 - p) / 400) ** 0.5 + 0.5
 
 
 def test_bootstrap_is_seeded_and_brackets_the_estimate():
     per_case = [(1, 0, 0)] * 800 + [(0, 1, 0)] * 100 + [(0, 0, 1)] * 100 + [(0, 0, 0)] * 1000
-    ci = k2vv.bootstrap_f1(per_case)
-    assert ci == k2vv.bootstrap_f1(per_case)
-    assert ci[0] < k2vv.f1_of(800, 100, 100) < ci[1]
-    assert k2vv.bootstrap_f1([]) is None
+    ci = k2vv_stats.bootstrap_f1(per_case)
+    assert ci == k2vv_stats.bootstrap_f1(per_case)
+    assert ci[0] < k2vv_stats.f1_of(800, 100, 100) < ci[1]
+    assert k2vv_stats.bootstrap_f1([]) is None
 
 
 def cases_of(lines) -> list:

@@ -8,7 +8,7 @@ import k2vv
 import k2vv_sim
 
 ROOT = Path(__file__).resolve().parents[1]
-SIBLINGS = ("k2vv_cache.py", "k2vv_http.py", "k2vv_judge.py", "k2vv_providers.py", "k2vv_report.py", "k2vv_sim.py", "k2vv_wire.py")
+SIBLINGS = ("k2vv_cache.py", "k2vv_http.py", "k2vv_judge.py", "k2vv_providers.py", "k2vv_stats.py", "k2vv_report.py", "k2vv_sim.py", "k2vv_wire.py")
 LAZY = {"k2vv_sim", "k2vv_report"}  # optional parts: imported by the commands that need them
 MODULES = ("k2vv.py", *SIBLINGS)
 ENTRY_POINTS = {"main"}  # the console script

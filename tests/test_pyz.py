@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGING = ("build.sh", "requirements.lock", "requirements-build.lock")
-BUILD_INPUTS = ("k2vv.py", "k2vv_cache.py", "k2vv_http.py", "k2vv_judge.py", "k2vv_providers.py", "k2vv_report.py", "k2vv_sim.py", "k2vv_wire.py", "fixtures", "schemas") + PACKAGING
+BUILD_INPUTS = ("k2vv.py", "k2vv_cache.py", "k2vv_http.py", "k2vv_judge.py", "k2vv_providers.py", "k2vv_report.py", "k2vv_sim.py", "k2vv_stats.py", "k2vv_wire.py", "fixtures", "schemas") + PACKAGING
 # Taken at import, before any autouse fixture edits os.environ (proxies and the pip config matter
 # for the first download).
 BASE_ENV = {k: v for k, v in os.environ.items() if k != "SHIV_ROOT"}
@@ -60,7 +60,7 @@ def test_archive_holds_k2vv_and_data_and_nothing_compiled(pyz):
     names = zipfile.ZipFile(pyz).namelist()
     assert [n for n in names if n.endswith((".so", ".pyd")) or ".so." in n] == []
     for required in ("__main__.py", "environment.json", "_bootstrap/__init__.py",
-                     "site-packages/k2vv.py", "site-packages/k2vv_cache.py", "site-packages/k2vv_http.py", "site-packages/k2vv_judge.py", "site-packages/k2vv_providers.py", "site-packages/k2vv_report.py", "site-packages/k2vv_sim.py", "site-packages/k2vv_wire.py",
+                     "site-packages/k2vv.py", "site-packages/k2vv_cache.py", "site-packages/k2vv_http.py", "site-packages/k2vv_judge.py", "site-packages/k2vv_providers.py", "site-packages/k2vv_report.py", "site-packages/k2vv_sim.py", "site-packages/k2vv_stats.py", "site-packages/k2vv_wire.py",
                      "site-packages/requests/__init__.py"):
         assert required in names
     for top in ("fixtures", "schemas"):

@@ -12,6 +12,7 @@ import fastjsonschema
 import pytest
 
 import k2vv
+import k2vv_stats
 import k2vv_report  # noqa: E402
 
 
@@ -41,7 +42,7 @@ def make_summary(provider: str, *, triggered: int, valid: int, empty: int = 0, f
     answered = CASES - failed - truncated
     invalid = triggered - valid - empty
     ok, bad = valid, invalid + empty
-    schema_ci = k2vv.wilson(ok, ok + bad)
+    schema_ci = k2vv_stats.wilson(ok, ok + bad)
     comparison = None
     if confusion is not None:
         tp, fp, fn, tn = confusion
@@ -50,8 +51,8 @@ def make_summary(provider: str, *, triggered: int, valid: int, empty: int = 0, f
         pairs = tp + fp + fn + tn
         comparison = {"name": "reference", "source": "provider", "pairs": pairs, "coverage": round(pairs / CASES, 6),
                       "TP": tp, "FP": fp, "FN": fn, "TN": tn, "precision": round(tp / (tp + fp), 6),
-                      "recall": round(tp / (tp + fn), 6), "f1": round(k2vv.f1_of(tp, fp, fn), 6),
-                      "f1_ci": k2vv.bootstrap_f1(per_case), "name_agreement": 0.97}
+                      "recall": round(tp / (tp + fn), 6), "f1": round(k2vv_stats.f1_of(tp, fp, fn), 6),
+                      "f1_ci": k2vv_stats.bootstrap_f1(per_case), "name_agreement": 0.97}
     calls = {"valid": valid + 12, "invalid_json": 0, "non_standard_json": 0, "unknown_tool": 0,
              "schema_mismatch": 0, "unscored": 0, **(calls or {})}
     attempts = attempts or {"1": answered}
