@@ -2439,7 +2439,7 @@ def report_examples(results_path: Path) -> dict:
     from k2vv_report import failure_examples
     try:
         with open(results_path, encoding="utf-8", errors="replace") as fh:
-            return failure_examples(fh)
+            return failure_examples(results_records(fh))
     except FileNotFoundError:
         return {}
 

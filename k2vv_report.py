@@ -741,16 +741,10 @@ def render_report_html(report: dict) -> str:
 
 # ---- 6. examples of each failure, from a run's results lines ----------------------------------
 
-def failure_examples(results_lines: Iterable[str]) -> dict:
-    """The first example of each failure class among a run's results.jsonl lines (for the report)."""
+def failure_examples(records: Iterable[dict]) -> dict:
+    """The first example of each failure class among a run's results.jsonl records (for the report)."""
     examples: dict = {}
-    for text in results_lines:
-        try:
-            rec = json.loads(text)
-        except ValueError:
-            continue
-        if not isinstance(rec, dict):
-            continue
+    for rec in records:
         base = {"data_index": rec.get("data_index"), "case_id": rec.get("case_id", "")}
         cls = rec.get("response_class")
         calls = rec.get("calls") or []

@@ -212,3 +212,16 @@ def test_a_read_only_cache_is_read_in_place_not_copied():
         assert not left, left
     finally:
         shared.remove()
+
+
+def test_a_results_file_nested_100000_deep_does_not_stop_the_report(tmp_path, capsys):
+    """A run directory someone handed over, its results.jsonl damaged: the report skips the line it
+    cannot read (json.loads raised RecursionError there: exit 70), as every other reader does."""
+    with k2vv_sim.SimVendor("sloppy") as vendor:
+        assert k2vv.main(["run", "--base-url", vendor.url, "--model", MODEL, "--limit", "20", "--quiet",
+                          "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run")]) in (1, 3)
+    with open(tmp_path / "run" / "results.jsonl", "a", encoding="utf-8") as fh:
+        fh.write("[" * 100_000 + "\n")
+    assert k2vv.main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == k2vv.EXIT_PASS
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert [row["provider"] for row in report["rows"]] == [f"127.0.0.1_{vendor.port}"]
